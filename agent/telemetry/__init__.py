@@ -1,0 +1,1 @@
+"""Self-telemetry: the collector's ``otelcol_*`` metrics and JSON logs."""
