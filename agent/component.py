@@ -122,6 +122,10 @@ class Host(Protocol):
 
     def get_extension(self, cid: ComponentID) -> Component | None: ...
 
+    def is_ready(self) -> bool:
+        """True once every pipeline has started, False while starting or draining."""
+        ...
+
 
 @dataclass(slots=True)
 class Settings:

@@ -29,7 +29,9 @@ _REGISTRY: dict[Kind, dict[str, str]] = {
         "debug": "agent.exporters.debug.factory",
         "file": "agent.exporters.file.factory",
     },
-    Kind.CONNECTOR: {},
+    Kind.CONNECTOR: {
+        "forward": "agent.connectors.forward.factory",
+    },
     Kind.EXTENSION: {
         "health_check": "agent.extensions.health_check.factory",
     },
@@ -59,7 +61,7 @@ NOT_IMPLEMENTED: dict[Kind, frozenset[str]] = {
         "prometheusremotewrite", "prometheus", "otlp", "otlphttp", "otlp_grpc", "otlp_http", "loki", "jaeger",
     }),
     Kind.CONNECTOR: frozenset({
-        "forward", "count", "servicegraph", "routing", "exceptions", "failover", "roundrobin", "sum",
+        "count", "servicegraph", "routing", "exceptions", "failover", "roundrobin", "sum",
         "grafanacloud", "datadog", "signaltometrics", "otlpjson", "spanmetrics", "span_metrics",
     }),
     Kind.EXTENSION: frozenset({

@@ -1,0 +1,1 @@
+"""The ``health_check`` extension: HTTP liveness/readiness for probes."""

@@ -1,0 +1,37 @@
+"""Shared fixtures: free loopback ports, a fresh self-metrics registry, settings."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+
+import pytest
+
+from agent.component import ComponentID, Kind, Settings
+from agent.telemetry.metrics import SelfMetrics
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def free_port() -> Callable[[], int]:
+    """Call it to get a currently free TCP port on 127.0.0.1."""
+    return _free_port
+
+
+@pytest.fixture
+def telemetry() -> SelfMetrics:
+    return SelfMetrics(process_metrics=False)
+
+
+@pytest.fixture
+def make_settings(telemetry: SelfMetrics) -> Callable[..., Settings]:
+    def make(cid: str = "test", kind: Kind = Kind.EXPORTER, **kw: object) -> Settings:
+        return Settings(id=ComponentID.parse(cid), kind=kind, telemetry=telemetry,
+                        logger=logging.getLogger(f"test.{cid}"), **kw)  # type: ignore[arg-type]
+    return make
