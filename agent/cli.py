@@ -89,11 +89,12 @@ def _run(config: Config, data_dir: str) -> int:
     try:
         import uvloop
 
-        runner = uvloop.run
+        loop_factory = uvloop.new_event_loop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        runner = asyncio.run
+        loop_factory = None
     try:
-        runner(Service(config, data_dir=data_dir).run())
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(Service(config, data_dir=data_dir).run())
     except RuntimeError as e:  # bind failures and other start errors, already explained
         print(f"otel-sidecar: {e}", file=sys.stderr)
         return 1

@@ -10,6 +10,7 @@ asks them for instances. Every instance implements :class:`Component`
 
 from __future__ import annotations
 
+import builtins
 import enum
 import logging
 import re
@@ -170,12 +171,12 @@ class Factory:
 
     type: str
     kind: Kind
-    config_class: type[Any]
+    config_class: builtins.type[Any]
     create: CreateFn
     signals: frozenset[Signal] = frozenset()
     connects: frozenset[tuple[Signal, Signal]] = frozenset()
     aliases: tuple[str, ...] = ()
     stability: Stability = Stability.BETA
-    capabilities: Capabilities = Capabilities()
+    capabilities: Capabilities = field(default_factory=Capabilities)
     description: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)

@@ -159,12 +159,11 @@ class _Decoder:
             return True, data
         if origin in (Union, types.UnionType):
             args = [a for a in get_args(tp) if a is not type(None)]
-            if data is None:
-                if type(None) in get_args(tp):
-                    # Optional[Dataclass]: null means "on, with defaults".
-                    if len(args) == 1 and dataclasses.is_dataclass(args[0]):
-                        return self.value(args[0], {}, path)
-                    return True, None
+            if data is None and type(None) in get_args(tp):
+                # Optional[Dataclass]: null means "on, with defaults".
+                if len(args) == 1 and dataclasses.is_dataclass(args[0]):
+                    return self.value(args[0], {}, path)
+                return True, None
             if len(args) == 1:
                 b = base if base is not None else dataclasses.MISSING
                 return self.value(args[0], data, path, b)
@@ -184,23 +183,25 @@ class _Decoder:
             self.err(path, f"invalid value {data!r}; expected one of {', '.join(map(str, choices))}")
             return False, None
         if origin in (list, tuple) or tp in (list, tuple):
-            args = get_args(tp)
-            item = args[0] if args else Any
+            largs = get_args(tp)
+            item = largs[0] if largs else Any
             if data is None:
-                return True, type(base)() if base is not dataclasses.MISSING and base is not None else ([] if origin is list else ())
+                empty: list[Any] | tuple[Any, ...] = [] if origin is list else ()
+                return True, empty
             if not isinstance(data, list):
                 self.err(path, f"expected a list, got {type(data).__name__}")
                 return False, None
-            out = []
+            out: list[Any] = []
             ok_all = True
             for i, d in enumerate(data):
                 ok, v = self.value(item, d, f"{path}[{i}]")
                 ok_all &= ok
                 out.append(v)
-            return ok_all, (out if origin is list else tuple(out))
+            result: list[Any] | tuple[Any, ...] = out if origin is list else tuple(out)
+            return ok_all, result
         if origin is dict or tp is dict:
-            args = get_args(tp)
-            vt = args[1] if len(args) == 2 else Any
+            dargs = get_args(tp)
+            vt = dargs[1] if len(dargs) == 2 else Any
             if data is None:
                 return True, {}
             if not isinstance(data, dict):

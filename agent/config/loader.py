@@ -26,7 +26,7 @@ import yaml
 
 from agent.errors import ConfigError
 
-__all__ = ["DEFAULT_CONFIG_NAME", "default_config_text", "deep_merge", "expand", "load", "parse_set"]
+__all__ = ["DEFAULT_CONFIG_NAME", "deep_merge", "default_config_text", "expand", "load", "parse_set"]
 
 DEFAULT_CONFIG_NAME = "default.yaml"
 

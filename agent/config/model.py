@@ -98,7 +98,7 @@ class TelemetryConfig:
     def validate(self) -> list[tuple[str, str]]:
         out = []
         if self.metrics.address:
-            host, sep, port = self.metrics.address.rpartition(":")
+            _, sep, port = self.metrics.address.rpartition(":")
             if not sep or not port.isdigit():
                 out.append(("metrics.address", f"expected host:port, got {self.metrics.address!r}"))
         for i, r in enumerate(self.metrics.readers):
@@ -169,7 +169,7 @@ def _section(kind: Kind, raw: Any, errors: list[ConfigError]) -> dict[ComponentI
             factory = components.lookup(kind, cid.type, path)
             if cid in out:
                 raise ConfigError(path, "duplicate component id")
-            cfg = decode(factory.config_class, body, path)
+            cfg: Any = decode(factory.config_class, body, path)
             out[cid] = ComponentConfig(cid, kind, factory, cfg)
         except ConfigErrors as e:
             errors.extend(e.errors)
@@ -273,7 +273,8 @@ def _refs(
             continue
         if cc.kind is not Kind.CONNECTOR and cc.factory.signals and signal not in cc.factory.signals:
             supported = ", ".join(sorted(s.value for s in cc.factory.signals))
-            errors.append(ConfigError(ipath, f"{role} {str(cid)!r} does not support {signal.value} (supports {supported})"))
+            errors.append(ConfigError(
+                ipath, f"{role} {str(cid)!r} does not support {signal.value} (supports {supported})"))
             continue
         out.append(cid)
     return out
@@ -291,13 +292,15 @@ def _check_connectors(
         if not as_exp and not as_rec:
             continue  # defined but unused: validated, never started
         if not as_exp or not as_rec:
-            errors.append(ConfigError(path, "a connector must be used as an exporter in one pipeline and as a receiver in another"))
+            errors.append(ConfigError(
+                path, "a connector must be used as an exporter in one pipeline and as a receiver in another"))
             continue
         pairs = {(a, b) for a in as_exp for b in as_rec}
         bad = pairs - set(cc.factory.connects)
         usable = pairs & set(cc.factory.connects)
         if not usable:
-            errors.append(ConfigError(path, f"connector does not connect {', '.join(f'{a}->{b}' for a, b in sorted(bad))}"))
+            pairs_text = ", ".join(f"{a}->{b}" for a, b in sorted(bad))
+            errors.append(ConfigError(path, f"connector does not connect {pairs_text}"))
 
 
 def replace_telemetry(cfg: Config, telemetry: TelemetryConfig) -> Config:

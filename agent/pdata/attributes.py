@@ -33,7 +33,8 @@ def find_attr(attrs: AttrList, key: str) -> int:
 def get_attr(attrs: AttrList, key: str) -> AnyValue | None:
     for kv in attrs:
         if kv.key == key:
-            return kv.value
+            value: AnyValue = kv.value
+            return value
     return None
 
 

@@ -60,7 +60,7 @@ class PData:
     response_class: ClassVar[Any]
     #: (resource list field, scope list field, item list field)
     fields: ClassVar[tuple[str, str, str]]
-    _counter: ClassVar[Callable[[Any], int]]
+    _counter: ClassVar[staticmethod[[Any], int]]
 
     __slots__ = ("_count", "_msg", "_raw", "read_only")
 
@@ -133,7 +133,7 @@ class PData:
     def item_count(self) -> int:
         c = self._count
         if c is None:
-            c = type(self)._counter(self.proto)
+            c = type(self)._counter(self.proto)  # staticmethod: no self
             self._count = c
         return c
 
@@ -177,10 +177,7 @@ def _split_chunks(data: PData, max_items: int) -> Iterator[Any]:
         for scope in getattr(res, sfield):
             cur_scope = None
             for item in getattr(scope, ifield):
-                if is_metrics:
-                    pieces = _split_metric(item, room, max_items)
-                else:
-                    pieces = [(item, 1)]
+                pieces = _split_metric(item, room, max_items) if is_metrics else [(item, 1)]
                 for piece, n in pieces:
                     if n > room:
                         yield cur

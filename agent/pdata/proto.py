@@ -51,6 +51,7 @@ ResourceLogs = logs_pb2.ResourceLogs
 ScopeLogs = logs_pb2.ScopeLogs
 LogRecord = logs_pb2.LogRecord
 
+SeverityNumber = logs_pb2.SeverityNumber
 RpcStatus = status_pb2.Status
 RpcCode = code_pb2
 RetryInfo = error_details_pb2.RetryInfo

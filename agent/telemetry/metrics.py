@@ -15,8 +15,8 @@ import os
 import time
 from collections.abc import Callable, Iterable
 
-import psutil
 import prometheus_client
+import psutil
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
@@ -27,7 +27,7 @@ from agent.component import ComponentID, Signal
 __all__ = ["ExporterObs", "ProcessorObs", "ReceiverObs", "SelfMetrics"]
 
 # The collector exposes no `_created` series; neither do we.
-prometheus_client.disable_created_metrics()
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 _SIGNALS = tuple(Signal)
 
@@ -60,7 +60,7 @@ class _ProcessCollector(Collector):
 class ReceiverObs:
     """Counters of one receiver on one transport."""
 
-    __slots__ = ("_accepted", "_refused", "_failed", "_requests")
+    __slots__ = ("_accepted", "_failed", "_refused", "_requests")
 
     def __init__(self, m: SelfMetrics, rid: ComponentID, transport: str) -> None:
         r, t = str(rid), transport
@@ -154,9 +154,11 @@ class SelfMetrics:
         self.exporter_sent = _per_signal(
             reg, "otelcol_exporter_sent_{item}", "Number of {item} successfully sent to destination.", el)
         self.exporter_send_failed = _per_signal(
-            reg, "otelcol_exporter_send_failed_{item}", "Number of {item} in failed attempts to send to destination.", el)
+            reg, "otelcol_exporter_send_failed_{item}",
+            "Number of {item} in failed attempts to send to destination.", el)
         self.exporter_enqueue_failed = _per_signal(
-            reg, "otelcol_exporter_enqueue_failed_{item}", "Number of {item} failed to be added to the sending queue.", el)
+            reg, "otelcol_exporter_enqueue_failed_{item}",
+            "Number of {item} failed to be added to the sending queue.", el)
         self.exporter_queue_size = Gauge(
             "otelcol_exporter_queue_size", "Current size of the retry queue (in the queue's sizer unit).",
             ["exporter", "data_type"], registry=reg)

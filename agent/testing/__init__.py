@@ -111,7 +111,7 @@ def make_logs(n: int, *, batch_index: int = 0, service: str = "test-service") ->
         r = sl.log_records.add()
         r.time_unix_nano = base + i
         r.observed_time_unix_nano = base + i
-        r.severity_number = 9  # SEVERITY_NUMBER_INFO
+        r.severity_number = proto.SeverityNumber.Value("SEVERITY_NUMBER_INFO")
         r.severity_text = "INFO"
         r.body.string_value = f"log message {batch_index}-{i}"
         _kv(r.attributes, "batch_index", batch_index)
