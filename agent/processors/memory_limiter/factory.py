@@ -1,0 +1,43 @@
+"""Factory of the ``memory_limiter`` processor.
+
+The pipelines using one ``memory_limiter`` id share one :class:`MemoryMonitor`
+(as the collector shares one limiter per id): one measurement task, one set of
+state-change logs. Monitors are kept per :class:`SelfMetrics` instance, i.e.
+per service, so separate services in one process (tests) never share state.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+from agent.component import Capabilities, ComponentID, Factory, Kind, Settings, Signal, Stability
+from agent.processors.memory_limiter.config import Config
+from agent.processors.memory_limiter.processor import MemoryLimiterProcessor, MemoryMonitor
+from agent.telemetry.metrics import SelfMetrics
+
+__all__ = ["FACTORY", "create"]
+
+_MONITORS: weakref.WeakKeyDictionary[SelfMetrics, dict[tuple[ComponentID, Config], MemoryMonitor]] = (
+    weakref.WeakKeyDictionary())
+
+
+def create(settings: Settings, config: Config, signal: Signal, next_consumer: object) -> MemoryLimiterProcessor:
+    """One memory_limiter processor for one pipeline, sharing its id's monitor."""
+    monitors = _MONITORS.setdefault(settings.telemetry, {})
+    key = (settings.id, config)
+    monitor = monitors.get(key)
+    if monitor is None:
+        monitor = monitors[key] = MemoryMonitor.from_config(config, settings.logger)
+    return MemoryLimiterProcessor(settings, config, signal, next_consumer, monitor=monitor)
+
+
+FACTORY = Factory(
+    type="memory_limiter",
+    kind=Kind.PROCESSOR,
+    config_class=Config,
+    create=create,
+    signals=frozenset(Signal),
+    capabilities=Capabilities(mutates_data=False),
+    stability=Stability.BETA,
+    description="Refuses data (retryable) while the process's memory is above a soft limit.",
+)
