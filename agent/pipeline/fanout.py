@@ -26,15 +26,18 @@ __all__ = ["FanOut"]
 class FanOut:
     """A consumer of one signal that forwards to ``consumers``."""
 
-    def __init__(self, signal: Signal, consumers: Sequence[object]) -> None:
+    def __init__(self, signal: Signal, consumers: Sequence[object], mutates: Sequence[bool] | None = None) -> None:
+        """``mutates[i]`` overrides what ``consumers[i].capabilities()`` says (the
+        graph passes whether any processor of a pipeline mutates)."""
         if not consumers:
             raise ValueError("fan-out needs at least one consumer")
         self.signal = signal
         self._readonly: list[Callable[[PData], Awaitable[None]]] = []
         self._mutating: list[Callable[[PData], Awaitable[None]]] = []
-        for c in consumers:
+        for i, c in enumerate(consumers):
             fn = consume_fn(c, signal)
-            (self._mutating if capabilities_of(c).mutates_data else self._readonly).append(fn)
+            mut = mutates[i] if mutates is not None else capabilities_of(c).mutates_data
+            (self._mutating if mut else self._readonly).append(fn)
         self._single = consume_fn(consumers[0], signal) if len(consumers) == 1 else None
         setattr(self, "consume_" + signal.value, self.consume)
 

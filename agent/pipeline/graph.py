@@ -18,7 +18,6 @@ receivers; stop order is the reverse, with receivers first.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +38,15 @@ class _Pipeline:
     config: PipelineConfig
     entry: Any = None
     processors: list[Any] = field(default_factory=list)
+
+    @property
+    def mutates(self) -> bool:
+        """Whether any processor of the pipeline edits data (the collector ORs them)."""
+        return any(capabilities_of(p).mutates_data for p in self.processors)
+
+
+def _fanout(signal: Signal, pipes: list[_Pipeline]) -> FanOut:
+    return FanOut(signal, [p.entry for p in pipes], [p.mutates for p in pipes])
 
 
 class Graph:
@@ -107,9 +115,9 @@ class Graph:
             consumers: dict[Signal, Any] = {}
             out_signals = {p.id.signal for p in self.config.pipelines.values() if cid in p.receivers}
             for sig in out_signals:
-                entries = [self.pipelines[p.id].entry for p in self.config.pipelines.values()
-                           if cid in p.receivers and p.id.signal is sig]
-                consumers[sig] = FanOut(sig, entries)
+                pipes = [self.pipelines[p.id] for p in self.config.pipelines.values()
+                         if cid in p.receivers and p.id.signal is sig]
+                consumers[sig] = _fanout(sig, pipes)
             inst = cc.factory.create(self._settings(cc), cc.config, consumers)
             self.connectors[cid] = inst
         return inst
@@ -130,10 +138,10 @@ class Graph:
         for rid, cc in cfg.receivers.items():
             consumers: dict[Signal, Any] = {}
             for sig in Signal:
-                entries = [self.pipelines[p.id].entry for p in cfg.pipelines.values()
-                           if rid in p.receivers and p.id.signal is sig]
-                if entries:
-                    consumers[sig] = FanOut(sig, entries)
+                pipes = [self.pipelines[p.id] for p in cfg.pipelines.values()
+                         if rid in p.receivers and p.id.signal is sig]
+                if pipes:
+                    consumers[sig] = _fanout(sig, pipes)
             if consumers:  # defined but unused receivers are validated, never started
                 self.receivers[rid] = cc.factory.create(self._settings(cc), cc.config, consumers)
 
@@ -189,5 +197,3 @@ class Graph:
                 log.exception("Component failed to shut down cleanly.")
         self._started.clear()
 
-    def mutating_pipelines(self) -> Mapping[PipelineID, bool]:
-        return {pid: capabilities_of(p.entry).mutates_data for pid, p in self.pipelines.items()}

@@ -215,3 +215,14 @@ async def test_unused_receiver_is_not_instantiated() -> None:
     cfg = _config([(T, ["r1"], [], ["e1"])])
     g = Graph(cfg, SelfMetrics(process_metrics=False))
     assert set(g.receivers) == {ComponentID("r", "r1")}
+
+
+async def test_mutation_deep_in_a_pipeline_still_gets_a_copy() -> None:
+    # [p1 (read-only), m1 (mutates)]: the receiver's fan-out must clone for this
+    # pipeline although its first processor does not mutate.
+    cfg = _config([(T, ["r1"], ["p1", "m1"], ["e1"]), (T2, ["r1"], ["p2"], ["e2"])], mutating={"m1"})
+    g = Graph(cfg, SelfMetrics(process_metrics=False))
+    data = Traces.parse(make_traces(2).to_bytes())
+    await g.receivers[ComponentID("r", "r1")].push(Signal.TRACES, data)
+    assert g.exporters[ComponentID("e", "e1")].count(Signal.TRACES) == 2
+    assert g.exporters[ComponentID("e", "e2")].received[Signal.TRACES][0].has_original_bytes
