@@ -17,6 +17,7 @@ receivers; stop order is the reverse, with receivers first.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -187,7 +188,6 @@ class Graph:
                     feeders[cid] -= 1
                     if feeders[cid] == 0:
                         order.append(self.connectors[cid])
-        order.extend(self.exporters.values())
         for comp in order:
             if id(comp) not in started:
                 continue
@@ -195,5 +195,10 @@ class Graph:
                 await comp.shutdown()
             except Exception:
                 log.exception("Component failed to shut down cleanly.")
+        # Exporters drain concurrently, so the whole drain fits in one shutdown_grace.
+        exporters = [e for e in self.exporters.values() if id(e) in started]
+        for result in await asyncio.gather(*(e.shutdown() for e in exporters), return_exceptions=True):
+            if isinstance(result, BaseException):
+                log.error("Component failed to shut down cleanly.", exc_info=result)
         self._started.clear()
 

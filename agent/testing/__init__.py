@@ -11,7 +11,28 @@ from typing import Any
 from agent.component import Capabilities, Signal
 from agent.pdata import Logs, Metrics, PData, Traces, proto
 
-__all__ = ["ErrorConsumer", "SinkConsumer", "make_logs", "make_metrics", "make_traces"]
+__all__ = ["ErrorConsumer", "FakeClock", "SinkConsumer", "make_logs", "make_metrics", "make_traces"]
+
+
+class FakeClock:
+    """A monotonic clock that only moves when :meth:`sleep` is awaited.
+
+    Pass ``clock=fake, sleep=fake.sleep`` to components that take an injectable
+    clock (``ExporterHelper``, ``BaseExporter``): backoff waits then cost no real
+    time and tests can assert the exact waits in :attr:`sleeps`.
+    """
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
 
 
 class SinkConsumer:
