@@ -30,7 +30,7 @@ import grpc
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import payloads  # noqa: E402
+import payloads
 
 ROOT = Path(__file__).resolve().parent.parent
 METHOD = {

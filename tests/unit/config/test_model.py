@@ -118,8 +118,8 @@ service:
 """))
     assert "connectors.forward: a connector must be used as an exporter in one pipeline and as a receiver in another" in text
 
-    from agent.pipeline.graph import Graph
     from agent.errors import ConfigError
+    from agent.pipeline.graph import Graph
     from agent.telemetry.metrics import SelfMetrics
 
     cyclic = build(yaml.safe_load("""
