@@ -152,7 +152,11 @@ class Config:
     shutdown_grace: float
 
 
-def _section(kind: Kind, raw: Any, errors: list[ConfigError]) -> dict[ComponentID, ComponentConfig]:
+def _section(
+    kind: Kind, raw: Any, errors: list[ConfigError], invalid: set[ComponentID]
+) -> dict[ComponentID, ComponentConfig]:
+    """Decode one section; ids that are defined but invalid go to ``invalid`` so
+    references to them are not reported a second time."""
     from agent import components
 
     out: dict[ComponentID, ComponentConfig] = {}
@@ -164,6 +168,7 @@ def _section(kind: Kind, raw: Any, errors: list[ConfigError]) -> dict[ComponentI
         return out
     for key, body in raw.items():
         path = f"{sec}.{key}"
+        cid = None
         try:
             cid = ComponentID.parse(key, path)
             factory = components.lookup(kind, cid.type, path)
@@ -173,8 +178,12 @@ def _section(kind: Kind, raw: Any, errors: list[ConfigError]) -> dict[ComponentI
             out[cid] = ComponentConfig(cid, kind, factory, cfg)
         except ConfigErrors as e:
             errors.extend(e.errors)
+            if cid is not None:
+                invalid.add(cid)
         except ConfigError as e:
             errors.append(e)
+            if cid is not None:
+                invalid.add(cid)
     return out
 
 
@@ -188,11 +197,12 @@ def build(raw: dict[str, Any]) -> Config:
     for key in raw:
         if key not in _SECTIONS:
             errors.append(ConfigError(str(key), f"unknown top-level key; valid keys: {', '.join(_SECTIONS)}"))
-    receivers = _section(Kind.RECEIVER, raw.get("receivers"), errors)
-    processors = _section(Kind.PROCESSOR, raw.get("processors"), errors)
-    exporters = _section(Kind.EXPORTER, raw.get("exporters"), errors)
-    connectors = _section(Kind.CONNECTOR, raw.get("connectors"), errors)
-    extensions = _section(Kind.EXTENSION, raw.get("extensions"), errors)
+    invalid: set[ComponentID] = set()
+    receivers = _section(Kind.RECEIVER, raw.get("receivers"), errors, invalid)
+    processors = _section(Kind.PROCESSOR, raw.get("processors"), errors, invalid)
+    exporters = _section(Kind.EXPORTER, raw.get("exporters"), errors, invalid)
+    connectors = _section(Kind.CONNECTOR, raw.get("connectors"), errors, invalid)
+    extensions = _section(Kind.EXTENSION, raw.get("extensions"), errors, invalid)
 
     for cid in connectors:
         if cid in receivers or cid in exporters:
@@ -211,6 +221,8 @@ def build(raw: dict[str, Any]) -> Config:
             cid = ComponentID.parse(text, path)
         except ConfigError as e:
             errors.append(e)
+            continue
+        if cid in invalid:
             continue
         if cid not in extensions:
             errors.append(ConfigError(path, f"references extension {str(cid)!r} which is not configured"))
@@ -231,14 +243,14 @@ def build(raw: dict[str, Any]) -> Config:
             errors.append(ConfigError(ppath, f"unknown signal {sig_text!r}; expected traces, metrics or logs"))
             continue
         pid = PipelineID(signal, pname)
-        rec = _refs(p.receivers, f"{ppath}.receivers", (receivers, connectors), signal, "receiver", errors)
-        proc = _refs(p.processors, f"{ppath}.processors", (processors,), signal, "processor", errors)
-        exp = _refs(p.exporters, f"{ppath}.exporters", (exporters, connectors), signal, "exporter", errors)
+        rec = _refs(p.receivers, f"{ppath}.receivers", (receivers, connectors), signal, "receiver", errors, invalid)
+        proc = _refs(p.processors, f"{ppath}.processors", (processors,), signal, "processor", errors, invalid)
+        exp = _refs(p.exporters, f"{ppath}.exporters", (exporters, connectors), signal, "exporter", errors, invalid)
         if not p.receivers:
             errors.append(ConfigError(f"{ppath}.receivers", "at least one receiver is required"))
         if not p.exporters:
             errors.append(ConfigError(f"{ppath}.exporters", "at least one exporter is required"))
-        if len(set(proc)) != len(proc):
+        if len(set(p.processors)) != len(p.processors):
             errors.append(ConfigError(f"{ppath}.processors", "a processor may appear only once per pipeline"))
         pipelines[pid] = PipelineConfig(pid, tuple(rec), tuple(proc), tuple(exp))
 
@@ -258,6 +270,7 @@ def _refs(
     signal: Signal,
     role: str,
     errors: list[ConfigError],
+    invalid: set[ComponentID],
 ) -> list[ComponentID]:
     out = []
     for i, text in enumerate(ids):
@@ -268,6 +281,8 @@ def _refs(
             errors.append(e)
             continue
         cc = next((pool[cid] for pool in pools if cid in pool), None)
+        if cc is None and cid in invalid:
+            continue  # already reported where it is defined
         if cc is None:
             errors.append(ConfigError(ipath, f"references {role} {str(cid)!r} which is not configured"))
             continue

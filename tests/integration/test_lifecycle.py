@@ -103,7 +103,7 @@ def _wait_health(port: int, proc: subprocess.Popen[str], timeout: float = 20.0) 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"sidecar exited early: {proc.stderr.read() if proc.stderr else ''}")
+            raise AssertionError(f"sidecar exited early: {proc.communicate()[1]}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200:
                 return
@@ -145,10 +145,11 @@ def test_sigterm_under_load_drains_and_exits_zero(tmp_path: Path, free_port: Cal
         while len(acked) < 30:
             time.sleep(0.01)
         proc.send_signal(signal.SIGTERM)
-        rc = proc.wait(timeout=20)
+        _, stderr = proc.communicate(timeout=20)
         stop.set()
         t.join(10)
-        assert rc == 0, proc.stderr.read() if proc.stderr else ""
+        assert proc.returncode == 0, stderr
+        assert "Shutdown complete." in stderr
         # After SIGTERM, new requests were refused with a retryable code, never lost silently.
         assert all(c == grpc.StatusCode.UNAVAILABLE for c in refused), refused
         written: set[tuple[int, int]] = set()
@@ -165,7 +166,7 @@ def test_sigterm_under_load_drains_and_exits_zero(tmp_path: Path, free_port: Cal
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+        proc.communicate(timeout=20)
 
 
 def test_invalid_config_fails_fast_with_paths(tmp_path: Path) -> None:

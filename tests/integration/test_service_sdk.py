@@ -121,7 +121,7 @@ async def test_sdk_signals_reach_file_exporter(
         text = (await client.get(f"http://127.0.0.1:{ports['metrics']}/metrics")).text
     assert f'otelcol_receiver_accepted_spans_total{{receiver="otlp",transport="{protocol}"}} 300.0' in text
     assert "otelcol_process_memory_rss " in text
-    assert 'otelcol_exporter_queue_capacity{data_type="' in text
+    assert 'otelcol_exporter_sent_spans_total{exporter="file/traces"} 300.0' in text
 
 
 async def test_health_is_ready_while_running(running: tuple[Service, dict[str, int]]) -> None:

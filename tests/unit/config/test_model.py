@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from agent.component import ComponentID, Signal
-from agent.config.loader import default_config_text
+from agent.config.loader import default_config_text, load
 from agent.config.model import PipelineID, build
 from agent.errors import ConfigErrors
 
@@ -36,7 +36,8 @@ def test_minimal_config() -> None:
 
 
 def test_default_config_is_valid() -> None:
-    cfg = build(yaml.safe_load(default_config_text()))
+    assert "${env:OTEL_SIDECAR_DATA_DIR:-./data}" in default_config_text()
+    cfg = build(load([], env={}))  # no --config: the embedded default, expanded
     assert {str(p) for p in cfg.pipelines} == {"traces", "metrics", "logs"}
 
 
