@@ -24,10 +24,14 @@ _REGISTRY: dict[Kind, dict[str, str]] = {
         "memory_limiter": "agent.processors.memory_limiter.factory",
         "resource": "agent.processors.resource.factory",
         "attributes": "agent.processors.attributes.factory",
+        "tail_sampling": "agent.processors.tail_sampling.factory",
     },
     Kind.EXPORTER: {
         "debug": "agent.exporters.debug.factory",
         "file": "agent.exporters.file.factory",
+        "otlp": "agent.exporters.otlp.factory",
+        "otlphttp": "agent.exporters.otlphttp.factory",
+        "jaeger": "agent.exporters.jaeger.factory",
     },
     Kind.CONNECTOR: {
         "forward": "agent.connectors.forward.factory",
@@ -58,7 +62,7 @@ NOT_IMPLEMENTED: dict[Kind, frozenset[str]] = {
         "splunk_hec", "googlecloud", "azuremonitor", "influxdb", "loadbalancing", "sapm", "signalfx",
         "otelarrow", "carbon", "logging", "nop", "awss3", "awskinesis", "coralogix", "sentry",
         "tencentcloud_logservice", "honeycombmarker", "syslog", "pulsar", "rabbitmq", "googlemanagedprometheus",
-        "prometheusremotewrite", "prometheus", "otlp", "otlphttp", "otlp_grpc", "otlp_http", "loki", "jaeger",
+        "prometheus", "prometheusremotewrite", "loki",
     }),
     Kind.CONNECTOR: frozenset({
         "count", "servicegraph", "routing", "exceptions", "failover", "roundrobin", "sum",

@@ -1,0 +1,1 @@
+"""Generated Jaeger api_v2 protobuf modules (see ../proto/generate.py). Do not edit."""
