@@ -51,8 +51,12 @@ class BaseExporter(abc.ABC):
         self._shutdown_task: asyncio.Future[None] | None = None
 
     @abc.abstractmethod
-    async def push(self, signal: Signal, data: PData) -> None:
+    async def push(self, signal: Signal, data: PData) -> int | None:
         """Send one request to the backend.
+
+        Returns:
+            None, or the number of items the backend dropped from an otherwise
+            accepted request (OTLP partial success): counted as failed, not retried.
 
         Raises:
             PermanentError: the backend will never accept it (dropped, counted).

@@ -77,7 +77,9 @@ from agent.pdata import Logs, Metrics, PData, Traces, new_for
 __all__ = ["QUEUE_FULL_RETRY_AFTER", "Clock", "ExporterHelper", "PushFn", "SleepFn"]
 
 #: ``push(signal, data)``: send one request; raise PermanentError, ThrottleError or ConsumerError.
-PushFn = Callable[[Signal, PData], Awaitable[None]]
+#: It may return the number of items the backend accepted the request without
+#: (an OTLP ``partial_success``): those are counted as failed, the rest as sent.
+PushFn = Callable[[Signal, PData], Awaitable[int | None]]
 #: Seconds from an arbitrary origin, monotonic.
 Clock = Callable[[], float]
 #: ``await sleep(seconds)``.
@@ -294,8 +296,11 @@ class ExporterHelper:
     async def _send_inline(self, signal: Signal, data: PData) -> None:
         items = data.item_count
         failure = await self._send(signal, data)
-        if failure is None:
-            self._obs.sent(signal, items)
+        if isinstance(failure, int):
+            rejected = min(failure, items)
+            self._obs.sent(signal, items - rejected)
+            if rejected:
+                self._obs.send_failed(signal, rejected)
             return
         self._obs.send_failed(signal, items)
         self._log.debug("Exporting failed; returning the error to the caller (%d %s, %s): %s.",
@@ -486,12 +491,16 @@ class ExporterHelper:
 
     async def _run(self, lane: _Lane, unit: _Unit) -> None:
         assert unit.data is not None
-        failure = await self._send(lane.signal, unit.data)
-        self._settle(lane, unit, failure)
+        result = await self._send(lane.signal, unit.data)
+        if isinstance(result, int):
+            self._settle(lane, unit, None, rejected=result)
+        else:
+            self._settle(lane, unit, result)
 
     # -- retry and timeout -----------------------------------------------------------------
-    async def _send(self, signal: Signal, data: PData) -> _Failure | None:
-        """Push with retries. Returns None when sent, else why it was given up."""
+    async def _send(self, signal: Signal, data: PData) -> _Failure | int:
+        """Push with retries. Returns the number of items the backend rejected in a
+        partial success (0 normally) when sent, else why it was given up."""
         retry = self._retry
         backoff: Backoff | None = None
         deadline = math.inf
@@ -499,8 +508,7 @@ class ExporterHelper:
             deadline = self._clock() + retry.max_elapsed_time
         while True:
             try:
-                await self._attempt(signal, data)
-                return None
+                return await self._attempt(signal, data)
             except PermanentError as e:
                 return _Failure("permanent error", e)
             except Exception as e:
@@ -521,21 +529,20 @@ class ExporterHelper:
             if not await self._backoff_sleep(delay, wake_at):
                 return _Failure("shutdown, the next retry would miss the shutdown grace period", err)
 
-    async def _attempt(self, signal: Signal, data: PData) -> None:
+    async def _attempt(self, signal: Signal, data: PData) -> int:
         self._in_flight.inc()
         try:
             if self._timeout > 0:
                 cm = asyncio.timeout(self._timeout)
                 try:
                     async with cm:
-                        await self._push(signal, data)
+                        return int(await self._push(signal, data) or 0)
                 except TimeoutError as e:
                     if cm.expired():
                         raise ConsumerError(
                             f"export attempt timed out after {format_duration(self._timeout)}") from e
                     raise
-            else:
-                await self._push(signal, data)
+            return int(await self._push(signal, data) or 0)
         finally:
             self._in_flight.dec()
 
@@ -563,14 +570,18 @@ class ExporterHelper:
         return True
 
     # -- accounting ---------------------------------------------------------------------------
-    def _settle(self, lane: _Lane, unit: _Unit, failure: _Failure | None, *, log: bool = True) -> None:
+    def _settle(self, lane: _Lane, unit: _Unit, failure: _Failure | None, *, log: bool = True,
+                rejected: int = 0) -> None:
         if unit.settled:
             return
         unit.settled = True
         unit.data = None
         lane.units.discard(unit)
         if failure is None:
-            self._obs.sent(lane.signal, unit.items)
+            rejected = min(rejected, unit.items)
+            self._obs.sent(lane.signal, unit.items - rejected)
+            if rejected:
+                self._obs.send_failed(lane.signal, rejected)
         else:
             self._obs.send_failed(lane.signal, unit.items)
             if log:

@@ -55,7 +55,7 @@ class OTLPGrpcExporter(BaseExporter):
         super().__init__(settings, config, signals, **helper_kw)
         self.config = config
         self.client = GrpcClient(config, user_agent=f"otel-sidecar/{__version__}")
-        self._partial = PartialSuccessReporter(self.logger, settings.telemetry.exporter(settings.id))
+        self._partial = PartialSuccessReporter(self.logger)
 
     async def start_backend(self, host: Host) -> None:
         await self.client.start()
@@ -63,7 +63,7 @@ class OTLPGrpcExporter(BaseExporter):
     async def shutdown_backend(self) -> None:
         await self.client.close()
 
-    async def push(self, signal: Signal, data: PData) -> None:
+    async def push(self, signal: Signal, data: PData) -> int | None:
         """Send one request; raises per the OTLP retry rules (see module docstring)."""
         reply = await self.client.call(METHODS[signal], data.to_bytes(), self.config.timeout)
         if reply:
@@ -72,5 +72,6 @@ class OTLPGrpcExporter(BaseExporter):
                 response.ParseFromString(reply)
             except DecodeError:
                 self.logger.debug("Undecodable OTLP response ignored (%d bytes).", len(reply))
-                return
-            self._partial.report(signal, response)
+                return None
+            return self._partial.report(signal, response)
+        return None

@@ -3,8 +3,9 @@
 A response with ``partial_success.rejected_<items>`` > 0 means the server kept
 the rest and dropped those items for good: the client must not retry
 (opentelemetry-proto ``docs/specification.md``, "Partial Success"). The
-exporter counts the rejected items in ``otelcol_exporter_send_failed_<items>``
-and logs a WARNING; ``rejected = 0`` with a message is a warning only.
+exporter's ``push`` returns the rejected count, so the exporter helper counts
+them in ``otelcol_exporter_send_failed_<items>`` and the rest as sent; this
+module logs a WARNING; ``rejected = 0`` with a message is a warning only.
 
 Log volume: the first report is logged at once, later ones at most every 10 s
 with the number of responses folded into that line (no per-request noise).
@@ -18,7 +19,6 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from agent.component import Signal
-from agent.telemetry.metrics import ExporterObs
 
 __all__ = ["PartialSuccessReporter", "rejected_of"]
 
@@ -41,13 +41,11 @@ class PartialSuccessReporter:
 
     Args:
         logger: the exporter's logger.
-        obs: the exporter's self-metrics.
         clock: monotonic seconds (injectable for tests).
     """
 
-    def __init__(self, logger: logging.Logger, obs: ExporterObs, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, logger: logging.Logger, clock: Callable[[], float] = time.monotonic) -> None:
         self._log = logger
-        self._obs = obs
         self._clock = clock
         self._last = -_INTERVAL
         self._folded = 0
@@ -57,8 +55,6 @@ class PartialSuccessReporter:
         rejected, message = rejected_of(signal, response)
         if rejected <= 0 and not message:
             return 0
-        if rejected > 0:
-            self._obs.send_failed(signal, rejected)
         now = self._clock()
         self._folded += 1
         if now - self._last >= _INTERVAL:

@@ -109,7 +109,7 @@ class OTLPHttpExporter(BaseExporter):
         if self._compress is not None:
             self._headers["Content-Encoding"] = self._compress[0]
         self._session: aiohttp.ClientSession | None = None
-        self._partial = PartialSuccessReporter(self.logger, settings.telemetry.exporter(settings.id))
+        self._partial = PartialSuccessReporter(self.logger)
 
     async def start_backend(self, host: Host) -> None:
         if self._session is not None:
@@ -141,7 +141,7 @@ class OTLPHttpExporter(BaseExporter):
             body = self._compress[1](body)
         return body
 
-    async def push(self, signal: Signal, data: PData) -> None:
+    async def push(self, signal: Signal, data: PData) -> int | None:
         """POST one request; raises per the OTLP/HTTP retry rules (see module docstring)."""
         session = self._session
         if session is None:
@@ -163,8 +163,8 @@ class OTLPHttpExporter(BaseExporter):
             if reply:
                 response = self._decode(data.response_class(), reply, ctype)
                 if response is not None:
-                    self._partial.report(signal, response)
-            return
+                    return self._partial.report(signal, response)
+            return None
         message = self._status_message(reply, ctype)
         text = f"HTTP {status} from {url}" + (f": {message}" if message else "")
         if status in RETRYABLE_STATUS:

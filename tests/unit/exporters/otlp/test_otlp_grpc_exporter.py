@@ -198,6 +198,7 @@ async def test_partial_success_counts_rejected_items(backend: GrpcOTLPDouble,
         await exp.shutdown()
     assert backend.calls == 2  # not retried
     assert _value(exp, "otelcol_exporter_send_failed_spans_total") == 4
+    assert _value(exp, "otelcol_exporter_sent_spans_total") == 6  # sent + failed == items
     warnings = [r for r in caplog.records if "Partial success" in r.getMessage()]
     assert len(warnings) == 1 and "2 spans too old" in warnings[0].getMessage()
 

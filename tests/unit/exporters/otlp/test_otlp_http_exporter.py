@@ -195,6 +195,7 @@ async def test_partial_success_in_protobuf_and_json(backend: HttpOTLPDouble,
         await exp.shutdown()
     assert backend.calls == 2
     assert _value(exp, "otelcol_exporter_send_failed_log_records_total") == 5
+    assert _value(exp, "otelcol_exporter_sent_log_records_total") == 15
 
 
 async def test_connection_refused_is_retryable(make_settings: Callable[..., Settings],
