@@ -38,9 +38,9 @@ echo ">> installing otel-sidecar with test extras"
 "$VENV/bin/python" -m pip install -q -e ".[test]"
 
 echo ">> ruff"
-"$VENV/bin/ruff" check agent instrumentation tests bench
-echo ">> mypy --strict agent/"
-"$VENV/bin/mypy" agent
+"$VENV/bin/ruff" check agent instrumentation tests bench deploy
+echo ">> mypy --strict agent/ instrumentation/"
+"$VENV/bin/mypy" agent instrumentation
 echo ">> pytest"
 set +e
 "$VENV/bin/pytest" "$@"
