@@ -25,6 +25,7 @@ _REGISTRY: dict[Kind, dict[str, str]] = {
         "resource": "agent.processors.resource.factory",
         "attributes": "agent.processors.attributes.factory",
         "tail_sampling": "agent.processors.tail_sampling.factory",
+        "redaction": "agent.processors.redaction.factory",
     },
     Kind.EXPORTER: {
         "debug": "agent.exporters.debug.factory",
@@ -32,6 +33,7 @@ _REGISTRY: dict[Kind, dict[str, str]] = {
         "otlp": "agent.exporters.otlp.factory",
         "otlphttp": "agent.exporters.otlphttp.factory",
         "jaeger": "agent.exporters.jaeger.factory",
+        "loki": "agent.exporters.loki.factory",
     },
     Kind.CONNECTOR: {
         "forward": "agent.connectors.forward.factory",
@@ -62,7 +64,7 @@ NOT_IMPLEMENTED: dict[Kind, frozenset[str]] = {
         "splunk_hec", "googlecloud", "azuremonitor", "influxdb", "loadbalancing", "sapm", "signalfx",
         "otelarrow", "carbon", "logging", "nop", "awss3", "awskinesis", "coralogix", "sentry",
         "tencentcloud_logservice", "honeycombmarker", "syslog", "pulsar", "rabbitmq", "googlemanagedprometheus",
-        "prometheus", "prometheusremotewrite", "loki",
+        "prometheus", "prometheusremotewrite",
     }),
     Kind.CONNECTOR: frozenset({
         "count", "servicegraph", "routing", "exceptions", "failover", "roundrobin", "sum",
