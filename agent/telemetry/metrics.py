@@ -81,10 +81,12 @@ class ReceiverObs:
         self._refused[signal].inc(n)
         self._requests[(signal, "refused")].inc()
 
-    def failed(self, signal: Signal, n: int) -> None:
-        """Data rejected as bad (decode failure, invalid content)."""
+    def failed(self, signal: Signal, n: int, *, count_request: bool = True) -> None:
+        """Data rejected as bad (decode failure, invalid content). ``count_request``:
+        False when the request itself was accepted (points dropped in a partial success)."""
         self._failed[signal].inc(n)
-        self._requests[(signal, "failure")].inc()
+        if count_request:
+            self._requests[(signal, "failure")].inc()
 
 
 class ExporterObs:
