@@ -33,6 +33,8 @@ _REGISTRY: dict[Kind, dict[str, str]] = {
         "otlp": "agent.exporters.otlp.factory",
         "otlphttp": "agent.exporters.otlphttp.factory",
         "jaeger": "agent.exporters.jaeger.factory",
+        "prometheus": "agent.exporters.prometheus.factory",
+        "prometheusremotewrite": "agent.exporters.prometheusremotewrite.factory",
         "loki": "agent.exporters.loki.factory",
     },
     Kind.CONNECTOR: {
@@ -64,7 +66,6 @@ NOT_IMPLEMENTED: dict[Kind, frozenset[str]] = {
         "splunk_hec", "googlecloud", "azuremonitor", "influxdb", "loadbalancing", "sapm", "signalfx",
         "otelarrow", "carbon", "logging", "nop", "awss3", "awskinesis", "coralogix", "sentry",
         "tencentcloud_logservice", "honeycombmarker", "syslog", "pulsar", "rabbitmq", "googlemanagedprometheus",
-        "prometheus", "prometheusremotewrite",
     }),
     Kind.CONNECTOR: frozenset({
         "count", "servicegraph", "routing", "exceptions", "failover", "roundrobin", "sum",
