@@ -30,8 +30,8 @@ Accounting: records dropped here (``reason`` = ``line_too_long``,
 whole request is dropped the helper counts it in
 ``otelcol_exporter_send_failed_log_records``; when only some streams are,
 ``push`` returns their record count and the helper counts those as failed and
-the rest as sent (``sent + send_failed`` equals the records). Retrying after a partial failure re-sends streams that were
-already accepted; Loki drops exact duplicates (same stream, timestamp and
+the rest as sent (``sent + send_failed`` equals the records). Retrying after
+a partial failure re-sends streams that were already accepted; Loki drops exact duplicates (same stream, timestamp and
 line), so delivery stays at-least-once without visible duplicates.
 
 Ordering: entries are sorted by timestamp within each stream of a request.
