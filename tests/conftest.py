@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Callable
 
 import pytest
 
 from agent.component import ComponentID, Kind, Settings
 from agent.telemetry.metrics import SelfMetrics
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests import ports
 
 
 @pytest.fixture
 def free_port() -> Callable[[], int]:
-    """Call it to get a currently free TCP port on 127.0.0.1."""
-    return _free_port
+    """Call it to get a currently free TCP port on 127.0.0.1 (see tests/ports.py)."""
+    return ports.free_port
 
 
 @pytest.fixture

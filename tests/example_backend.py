@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,15 +16,13 @@ from types import TracebackType
 
 import httpx
 
+from tests.ports import free_port as _free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 BACKEND_DIR = ROOT / "deploy" / "example-backend"
 BIN_DIR = Path(sys.executable).parent
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def clean_environment() -> dict[str, str]:
