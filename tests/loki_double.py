@@ -1,7 +1,7 @@
 """A Loki test double: ``POST /loki/api/v1/push`` and ``POST /otlp/v1/logs`` on loopback.
 
-It decodes pushes the way Loki does, with its **own** decoding (a small
-protobuf wire reader written here, not the exporter's encoder):
+It decodes pushes the way Loki does, with its **own** decoding (the small
+protobuf wire reader of tests/protowire.py, not the exporter's encoder):
 
 * protobuf: snappy *block* format (``cramjam.snappy.decompress_raw``), then
   ``logproto.PushRequest`` (streams = 1; StreamAdapter labels = 1, entries = 2;
@@ -41,53 +41,11 @@ from typing import Any
 import cramjam
 from aiohttp import web
 
+from tests.protowire import read_fields
+
 MAX_LABEL_NAMES = 15
 MAX_LINE_SIZE = 256_000
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-
-
-# -- protobuf wire reader -------------------------------------------------------------------
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise ValueError("truncated varint")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")
-
-
-def fields(buf: bytes) -> list[tuple[int, int, Any]]:
-    """``(field number, wire type, value)`` of every field of a message."""
-    out: list[tuple[int, int, Any]] = []
-    pos = 0
-    while pos < len(buf):
-        key, pos = _varint(buf, pos)
-        num, wt = key >> 3, key & 7
-        val: Any
-        if wt == 0:
-            val, pos = _varint(buf, pos)
-        elif wt == 2:
-            n, pos = _varint(buf, pos)
-            if pos + n > len(buf):
-                raise ValueError("length past the end")
-            val = buf[pos:pos + n]
-            pos += n
-        elif wt == 1:
-            val = buf[pos:pos + 8]
-            pos += 8
-        elif wt == 5:
-            val = buf[pos:pos + 4]
-            pos += 4
-        else:
-            raise ValueError(f"unsupported wire type {wt}")
-        out.append((num, wt, val))
-    return out
 
 
 @dataclass
@@ -107,12 +65,12 @@ def decode_push_proto(raw: bytes) -> list[PushedStream]:
     """A snappy-compressed ``PushRequest`` as streams."""
     body = bytes(cramjam.snappy.decompress_raw(raw))
     streams: list[PushedStream] = []
-    for num, wt, val in fields(body):
+    for num, wt, val in read_fields(body):
         if num != 1 or wt != 2:
             continue
         labels_text = ""
         entries: list[Entry] = []
-        for snum, swt, sval in fields(val):
+        for snum, swt, sval in read_fields(val):
             if snum == 1 and swt == 2:
                 labels_text = sval.decode()
             elif snum == 2 and swt == 2:
@@ -125,10 +83,10 @@ def _entry(raw: bytes) -> Entry:
     ts = 0
     line = ""
     md: dict[str, str] = {}
-    for num, wt, val in fields(raw):
+    for num, wt, val in read_fields(raw):
         if num == 1 and wt == 2:
             seconds = nanos = 0
-            for tnum, _, tval in fields(val):
+            for tnum, _, tval in read_fields(val):
                 if tnum == 1:
                     seconds = tval
                 elif tnum == 2:
@@ -138,7 +96,7 @@ def _entry(raw: bytes) -> Entry:
             line = val.decode()
         elif num == 3 and wt == 2:
             name = value = ""
-            for pnum, _, pval in fields(val):
+            for pnum, _, pval in read_fields(val):
                 if pnum == 1:
                     name = pval.decode()
                 elif pnum == 2:

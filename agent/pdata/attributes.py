@@ -15,6 +15,7 @@ __all__ = [
     "get_attr",
     "set_any_value",
     "upsert_attr",
+    "value_to_jsonable",
     "value_to_python",
     "value_to_str",
 ]
@@ -60,6 +61,19 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
+def value_to_jsonable(v: AnyValue) -> Any:
+    """An AnyValue as a JSON-ready Python value: :func:`value_to_python` with bytes as base64 (also inside
+    arrays and maps)."""
+    which = v.WhichOneof("value")
+    if which is None:
+        return None
+    if which == "bytes_value":
+        return base64.b64encode(v.bytes_value).decode("ascii")
+    if which == "array_value" or which == "kvlist_value":
+        return _jsonable(value_to_python(v))
+    return getattr(v, which)
+
+
 def value_to_str(v: AnyValue) -> str:
     """The string form used by exporters: strings as is, bools lower case,
     bytes base64, arrays and maps as compact JSON (the collector's ``AsString``)."""
@@ -77,7 +91,7 @@ def value_to_str(v: AnyValue) -> str:
         return json.dumps(d) if d == d and d not in (float("inf"), float("-inf")) else str(d)
     if which == "bytes_value":
         return base64.b64encode(v.bytes_value).decode("ascii")
-    return json.dumps(_jsonable(value_to_python(v)), separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(value_to_jsonable(v), separators=(",", ":"), ensure_ascii=False)
 
 
 def set_any_value(target: AnyValue, value: Any) -> None:

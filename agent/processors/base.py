@@ -5,6 +5,11 @@ pipeline). :class:`ProcessorBase` exposes the three signal-named consume
 methods so the instance satisfies the consumer protocols, checks that the
 method called matches the signal the instance was built for, and hands the
 data to :meth:`ProcessorBase._consume`, which subclasses implement.
+
+:func:`processor_factory` builds the :class:`~agent.component.Factory` of a
+processor type from its config and processor classes; each
+``agent/processors/<type>/factory.py`` keeps its ``FACTORY`` (what the
+registry imports) as one such call.
 """
 
 from __future__ import annotations
@@ -12,13 +17,14 @@ from __future__ import annotations
 import abc
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
-from agent.component import Capabilities, ComponentID, Host, Settings, Signal
+from agent.component import Capabilities, ComponentID, Factory, Host, Kind, Settings, Signal, Stability
 from agent.consumer import capabilities_of, consume_fn
 from agent.pdata import Logs, Metrics, PData, Traces
 from agent.telemetry.metrics import ProcessorObs
 
-__all__ = ["ProcessorBase"]
+__all__ = ["ProcessorBase", "processor_factory"]
 
 
 class ProcessorBase(abc.ABC):
@@ -89,3 +95,33 @@ class ProcessorBase(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(id={self.id}, signal={self.signal.value}, pipeline={self.pipeline!r})"
+
+
+def processor_factory(type_name: str, config_class: type[Any], processor: type[ProcessorBase], *,
+                      description: str, signals: frozenset[Signal] = frozenset(Signal),
+                      stability: Stability = Stability.BETA, create: Callable[..., Any] | None = None) -> Factory:
+    """The factory of a processor type.
+
+    Args:
+        type_name: the collector type name (``batch``, ``memory_limiter``...).
+        config_class: the config dataclass of ``processors.<type_name>``.
+        processor: the processor class; by default ``create(settings, config,
+            signal, next_consumer)`` is ``processor(settings, config, signal,
+            next_consumer)``, one instance per pipeline. Its ``mutates_data``
+            is the factory's capability, so the two cannot disagree.
+        description: one line for the component listing.
+        signals: the signals the processor supports.
+        stability: the component's stability level.
+        create: replaces the plain constructor call (e.g. to share state
+            between the instances of one id).
+    """
+    return Factory(
+        type=type_name,
+        kind=Kind.PROCESSOR,
+        config_class=config_class,
+        create=processor if create is None else create,
+        signals=signals,
+        capabilities=Capabilities(mutates_data=processor.mutates_data),
+        stability=stability,
+        description=description,
+    )

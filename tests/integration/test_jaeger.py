@@ -21,6 +21,7 @@ import pytest
 from agent.config.loader import load
 from agent.config.model import build
 from agent.service import Service
+from tests.helpers import eventually, running
 from tests.unit.exporters.jaeger.jaeger_double import JaegerCollectorDouble, tags
 from tests.unit.exporters.otlp.otlp_doubles import GrpcOTLPDouble, overlong
 
@@ -31,16 +32,16 @@ TRACES_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 @pytest.fixture
 async def jaeger() -> AsyncIterator[JaegerCollectorDouble]:
-    double = JaegerCollectorDouble()
-    await double.start()
-    try:
+    async with running(JaegerCollectorDouble()) as double:
         yield double
-    finally:
-        await double.stop()
 
 
-async def _service(yaml: str, tmp_path: Path) -> Service:
-    svc = Service(build(load([f"yaml:{yaml}"], env={})), data_dir=str(tmp_path))
+async def _service(tmp_path: Path, port: int, yaml: str) -> Service:
+    """A started service whose ``otlp`` receiver takes gRPC on ``port``; ``yaml`` is the rest of its config."""
+    receivers = f"""
+receivers:
+  otlp: {{protocols: {{grpc: {{endpoint: "127.0.0.1:{port}"}}}}}}"""
+    svc = Service(build(load([f"yaml:{receivers}{yaml}"], env={})), data_dir=str(tmp_path))
     await svc.start()
     return svc
 
@@ -74,20 +75,10 @@ def _send_sdk_spans(endpoint: str) -> None:
     provider.shutdown()
 
 
-async def _eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
 async def test_sdk_spans_reach_jaeger_converted(jaeger: JaegerCollectorDouble, tmp_path: Path,
                                                 free_port: Callable[[], int]) -> None:
     port = free_port()
-    svc = await _service(f"""
-receivers:
-  otlp: {{protocols: {{grpc: {{endpoint: "127.0.0.1:{port}"}}}}}}
+    svc = await _service(tmp_path, port, f"""
 processors:
   batch: {{timeout: 50ms}}
 exporters:
@@ -98,7 +89,7 @@ exporters:
 service:
   pipelines:
     traces: {{receivers: [otlp], processors: [batch], exporters: [jaeger]}}
-""", tmp_path)
+""")
     try:
         await asyncio.to_thread(_send_sdk_spans, f"127.0.0.1:{port}")
         await jaeger.wait_spans(22)
@@ -126,15 +117,13 @@ service:
                                             ("provider", "STRING", "acme")]
     assert root["duration"] > (0, 0)
     t = svc.telemetry
-    await _eventually(lambda: t.value("otelcol_exporter_sent_spans_total", {"exporter": "jaeger"}) == 22)
+    await eventually(lambda: t.value("otelcol_exporter_sent_spans_total", {"exporter": "jaeger"}) == 22)
 
 
 async def test_tail_sampling_keeps_only_error_traces(jaeger: JaegerCollectorDouble, tmp_path: Path,
                                                      free_port: Callable[[], int]) -> None:
     port = free_port()
-    svc = await _service(f"""
-receivers:
-  otlp: {{protocols: {{grpc: {{endpoint: "127.0.0.1:{port}"}}}}}}
+    svc = await _service(tmp_path, port, f"""
 processors:
   tail_sampling:
     decision_wait: 300ms
@@ -145,7 +134,7 @@ exporters:
 service:
   pipelines:
     traces: {{receivers: [otlp], processors: [tail_sampling], exporters: [jaeger]}}
-""", tmp_path)
+""")
     try:
         await asyncio.to_thread(_send_sdk_spans, f"127.0.0.1:{port}")
         await jaeger.wait_spans(2)
@@ -156,12 +145,9 @@ service:
 
 
 async def test_otlp_forwarding_keeps_the_client_bytes(tmp_path: Path, free_port: Callable[[], int]) -> None:
-    backend = GrpcOTLPDouble()
-    await backend.start()
-    port = free_port()
-    svc = await _service(f"""
-receivers:
-  otlp: {{protocols: {{grpc: {{endpoint: "127.0.0.1:{port}"}}}}}}
+    async with running(GrpcOTLPDouble()) as backend:
+        port = free_port()
+        svc = await _service(tmp_path, port, f"""
 exporters:
   otlp_grpc:
     endpoint: "127.0.0.1:{backend.port}"
@@ -169,16 +155,15 @@ exporters:
 service:
   pipelines:
     traces: {{receivers: [otlp], exporters: [otlp_grpc]}}
-""", tmp_path)
-    from agent.testing import make_traces
+""")
+        from agent.testing import make_traces
 
-    body = overlong(make_traces(25).proto.resource_spans[0].SerializeToString())  # re-encoding would change it
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            call = channel.unary_unary(TRACES_METHOD, request_serializer=None, response_deserializer=None)
-            await call(body, timeout=10)
-        await backend.wait(1)
-    finally:
-        await svc.shutdown()
-        await backend.stop()
+        body = overlong(make_traces(25).proto.resource_spans[0].SerializeToString())  # re-encoding would change it
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                call = channel.unary_unary(TRACES_METHOD, request_serializer=None, response_deserializer=None)
+                await call(body, timeout=10)
+            await backend.wait(1)
+        finally:
+            await svc.shutdown()
     assert backend.received == [("traces", body)]

@@ -24,6 +24,7 @@ import pytest
 from agent.config.loader import load
 from agent.config.model import build
 from agent.service import Service
+from tests.helpers import eventually, running
 from tests.loki_double import LokiDouble
 
 pytestmark = pytest.mark.integration
@@ -148,14 +149,6 @@ def _emit(endpoint: str) -> tuple[str, str]:
     return f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}"
 
 
-async def _eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
 @pytest.fixture
 async def world(tmp_path: Path, free_port: Callable[[], int]) -> AsyncIterator[dict[str, Any]]:
     proto_loki, json_loki, otlp_loki, jaeger = LokiDouble(), LokiDouble(), LokiDouble(), JaegerDouble()
@@ -188,9 +181,9 @@ async def test_sdk_logs_reach_loki_with_labels_metadata_order_and_no_secret(worl
 
     await proto_loki.wait_entries(N_INFO + 1)
     await json_loki.wait_entries(total)
-    await _eventually(lambda: sum(len(sl.log_records) for r in otlp_loki.otlp_requests
-                                  for rl in r.resource_logs for sl in rl.scope_logs) == total)
-    await _eventually(lambda: bool(jaeger.requests))
+    await eventually(lambda: sum(len(sl.log_records) for r in otlp_loki.otlp_requests
+                                 for rl in r.resource_logs for sl in rl.scope_logs) == total)
+    await eventually(lambda: bool(jaeger.requests))
 
     # -- push API, protobuf: labels, metadata, json lines, order --------------------------------------
     (labels, entries), = proto_loki.streams().items()
@@ -215,8 +208,8 @@ async def test_sdk_logs_reach_loki_with_labels_metadata_order_and_no_secret(worl
     assert proto_loki.answer_times[1] - proto_loki.answer_times[0] >= 0.29  # Retry-After: 0.3 was honoured
     t = svc.telemetry
     loki = {"exporter": "loki"}
-    await _eventually(lambda: t.value("otelcol_exporter_loki_dropped_log_records_total",
-                                      {**loki, "reason": "bad_request"}) == N_ERROR)
+    await eventually(lambda: t.value("otelcol_exporter_loki_dropped_log_records_total",
+                                     {**loki, "reason": "bad_request"}) == N_ERROR)
     assert t.value("otelcol_exporter_send_failed_log_records_total", loki) == N_ERROR
     assert t.value("otelcol_exporter_loki_responses_total", {**loki, "status_code": "429"}) == 1
 
@@ -238,10 +231,10 @@ async def test_sdk_logs_reach_loki_with_labels_metadata_order_and_no_secret(worl
     assert 'otelcol_exporter_loki_dropped_log_records_total{exporter="loki",reason="bad_request"}' in metrics_text
     assert "otelcol_processor_redaction_redacted_total" in metrics_text
     tmp: Path = world["tmp"]
-    await _eventually(lambda: (tmp / "traces.jsonl").exists() and (tmp / "logs.jsonl").exists()
-                      and "4111" not in (tmp / "logs.jsonl").read_text()
-                      and len((tmp / "logs.jsonl").read_text()) > 0)
-    await _eventually(lambda: "db.statement" in (tmp / "traces.jsonl").read_text())
+    await eventually(lambda: (tmp / "traces.jsonl").exists() and (tmp / "logs.jsonl").exists()
+                     and "4111" not in (tmp / "logs.jsonl").read_text()
+                     and len((tmp / "logs.jsonl").read_text()) > 0)
+    await eventually(lambda: "db.statement" in (tmp / "traces.jsonl").read_text())
     places = {
         "loki protobuf": repr(proto_loki.entries()),
         "loki json": repr(json_loki.entries()),
@@ -263,29 +256,27 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "collector-config" / "examples"
 
 @pytest.mark.parametrize("example", ["loki-push.yaml", "loki-otlp.yaml"])
 async def test_example_configs_deliver_sdk_logs(example: str, free_port: Callable[[], int], tmp_path: Path) -> None:
-    loki = LokiDouble()
-    await loki.start()
-    grpc_port = free_port()
-    env = {"OTEL_SIDECAR_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{grpc_port}",
-           "OTEL_SIDECAR_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{free_port()}",
-           "LOKI_PUSH_ENDPOINT": loki.push_url, "LOKI_OTLP_ENDPOINT": loki.otlp_url, "LOKI_TENANT": "acme"}
-    sets = [f"extensions.health_check.endpoint=127.0.0.1:{free_port()}",
-            f"service.telemetry.metrics.address=127.0.0.1:{free_port()}"]
-    svc = Service(build(load([str(EXAMPLES / example)], sets, env=env)), data_dir=str(tmp_path))
-    await svc.start()
-    try:
-        trace_id, _ = await asyncio.to_thread(_emit, f"127.0.0.1:{grpc_port}")
-        total = N_INFO + 1 + N_ERROR
-        if example == "loki-push.yaml":
-            await loki.wait_entries(total)
-            assert {p.tenant for p in loki.pushes} == {"acme"}
-            texts = [e.line + repr(e.metadata) for _, e in loki.entries()]
-            assert all(e.metadata.get("trace_id") == trace_id for _, e in loki.entries())
-        else:
-            await _eventually(lambda: sum(len(sl.log_records) for r in loki.otlp_requests
-                                          for rl in r.resource_logs for sl in rl.scope_logs) == total)
-            texts = [str(r) for r in loki.otlp_requests]
-        assert all(SENTINEL not in t for t in texts)
-    finally:
-        await svc.shutdown()
-        await loki.stop()
+    async with running(LokiDouble()) as loki:
+        grpc_port = free_port()
+        env = {"OTEL_SIDECAR_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{grpc_port}",
+               "OTEL_SIDECAR_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{free_port()}",
+               "LOKI_PUSH_ENDPOINT": loki.push_url, "LOKI_OTLP_ENDPOINT": loki.otlp_url, "LOKI_TENANT": "acme"}
+        sets = [f"extensions.health_check.endpoint=127.0.0.1:{free_port()}",
+                f"service.telemetry.metrics.address=127.0.0.1:{free_port()}"]
+        svc = Service(build(load([str(EXAMPLES / example)], sets, env=env)), data_dir=str(tmp_path))
+        await svc.start()
+        try:
+            trace_id, _ = await asyncio.to_thread(_emit, f"127.0.0.1:{grpc_port}")
+            total = N_INFO + 1 + N_ERROR
+            if example == "loki-push.yaml":
+                await loki.wait_entries(total)
+                assert {p.tenant for p in loki.pushes} == {"acme"}
+                texts = [e.line + repr(e.metadata) for _, e in loki.entries()]
+                assert all(e.metadata.get("trace_id") == trace_id for _, e in loki.entries())
+            else:
+                await eventually(lambda: sum(len(sl.log_records) for r in loki.otlp_requests
+                                             for rl in r.resource_logs for sl in rl.scope_logs) == total)
+                texts = [str(r) for r in loki.otlp_requests]
+            assert all(SENTINEL not in t for t in texts)
+        finally:
+            await svc.shutdown()

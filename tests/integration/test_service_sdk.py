@@ -17,6 +17,7 @@ from agent.config.loader import load
 from agent.config.model import build
 from agent.service import Service
 from tests import sdk
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -80,14 +81,6 @@ def _file_items(path: Path, key: str) -> list[dict[str, Any]]:
     return items
 
 
-async def _eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 async def test_sdk_signals_reach_file_exporter(
     running: tuple[Service, dict[str, int]], tmp_path: Path, protocol: sdk.Protocol
@@ -98,9 +91,9 @@ async def test_sdk_signals_reach_file_exporter(
     await asyncio.to_thread(sdk.send_metrics, protocol, endpoint, 7)
     await asyncio.to_thread(sdk.send_logs, protocol, endpoint, 120)
 
-    await _eventually(lambda: len(_file_items(tmp_path / "traces.jsonl", "spans")) == 300)
-    await _eventually(lambda: len(_file_items(tmp_path / "metrics.jsonl", "points")) == 7)
-    await _eventually(lambda: len(_file_items(tmp_path / "logs.jsonl", "logs")) == 120)
+    await eventually(lambda: len(_file_items(tmp_path / "traces.jsonl", "spans")) == 300, 10.0)
+    await eventually(lambda: len(_file_items(tmp_path / "metrics.jsonl", "points")) == 7, 10.0)
+    await eventually(lambda: len(_file_items(tmp_path / "logs.jsonl", "logs")) == 120, 10.0)
 
     spans = _file_items(tmp_path / "traces.jsonl", "spans")
     assert sorted(s["name"] for s in spans) == sorted(f"op-{i}" for i in range(300))
@@ -113,7 +106,7 @@ async def test_sdk_signals_reach_file_exporter(
     assert t.value("otelcol_receiver_accepted_spans_total", labels) == 300
     assert t.value("otelcol_receiver_accepted_metric_points_total", labels) == 7
     assert t.value("otelcol_receiver_accepted_log_records_total", labels) == 120
-    await _eventually(lambda: t.value("otelcol_exporter_sent_spans_total", {"exporter": "file/traces"}) == 300)
+    await eventually(lambda: t.value("otelcol_exporter_sent_spans_total", {"exporter": "file/traces"}) == 300, 10.0)
     assert t.value("otelcol_exporter_sent_log_records_total", {"exporter": "file/logs"}) == 120
 
     # The same counts on the self-metrics endpoint a Prometheus would scrape.

@@ -53,6 +53,7 @@ from agent.exporters.jaeger._gen import collector_pb2, model_pb2
 from agent.exporters.jaeger.otlpview import TracesView
 from agent.pdata import proto
 from agent.pdata.attributes import value_to_str
+from agent.pdata.wire import delimited
 
 __all__ = ["DEFAULT_MAX_REQUEST_BYTES", "NO_SERVICE_NAME", "TAG_CACHE_BYTES", "Converter"]
 
@@ -70,21 +71,8 @@ _STRING, _BOOL, _INT64, _FLOAT64, _BINARY = (model_pb2.STRING, model_pb2.BOOL, m
 _CHILD_OF, _FOLLOWS_FROM = model_pb2.CHILD_OF, model_pb2.FOLLOWS_FROM
 _KIND_NAMES: Final = {2: "server", 3: "client", 4: "producer", 5: "consumer"}
 _STATUS_OK, _STATUS_ERROR = 1, 2
-_SPAN_TAG, _FIELDS_TAG = 0x42, 0x12  # LEN wire tags of Span.tags (8) and Log.fields / Process.tags (2)
+_SPAN_TAG: Final = b"\x42"  # LEN wire tag of Span.tags (8)
 _ZERO_SPAN_ID: Final = bytes(8)
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _frame(tag: int, payload: bytes) -> bytes:
-    return bytes((tag,)) + _varint(len(payload)) + payload
 
 
 def tag_from_otlp(kv: Any, out: Any) -> None:
@@ -110,27 +98,16 @@ def tag_from_otlp(kv: Any, out: Any) -> None:
         out.v_str = value_to_str(v)
 
 
-def _string_tag(key: str, value: str) -> bytes:
+def _tag(key: str, value: str | bool) -> bytes:
+    """A ready-made ``Span.tags`` entry (framed as field 8) with a string or bool value."""
     t = model_pb2.KeyValue()
     t.key = key
-    t.v_str = value
-    return _frame(_SPAN_TAG, t.SerializeToString())
-
-
-def _int_tag(key: str, value: int) -> bytes:
-    t = model_pb2.KeyValue()
-    t.key = key
-    t.v_type = _INT64
-    t.v_int64 = value
-    return _frame(_SPAN_TAG, t.SerializeToString())
-
-
-def _bool_tag(key: str, value: bool) -> bytes:
-    t = model_pb2.KeyValue()
-    t.key = key
-    t.v_type = _BOOL
-    t.v_bool = value
-    return _frame(_SPAN_TAG, t.SerializeToString())
+    if isinstance(value, bool):
+        t.v_type = _BOOL
+        t.v_bool = value
+    else:
+        t.v_str = value
+    return delimited(_SPAN_TAG, t.SerializeToString())
 
 
 def _as_fields(entries: Iterable[bytes]) -> bytes:
@@ -159,10 +136,10 @@ class Converter:
         kinds = dict(_KIND_NAMES)
         if internal_kind_tag:
             kinds[1] = "internal"
-        self._kind_tags = {k: _string_tag("span.kind", name) for k, name in kinds.items()}
+        self._kind_tags = {k: _tag("span.kind", name) for k, name in kinds.items()}
         self._status_tags = {
-            _STATUS_OK: _string_tag("otel.status_code", "OK"),
-            _STATUS_ERROR: _string_tag("otel.status_code", "ERROR") + _bool_tag("error", True),
+            _STATUS_OK: _tag("otel.status_code", "OK"),
+            _STATUS_ERROR: _tag("otel.status_code", "ERROR") + _tag("error", True),
         }
 
     # -- caches ----------------------------------------------------------------------------
@@ -172,7 +149,7 @@ class Converter:
         kv.ParseFromString(raw)
         t = model_pb2.KeyValue()
         tag_from_otlp(kv, t)
-        entry = _frame(_SPAN_TAG, t.SerializeToString())
+        entry = delimited(_SPAN_TAG, t.SerializeToString())
         used = self._cache_used + len(raw) + len(entry) + 100
         if used > self._cache_budget:
             self._cache.clear()
@@ -219,13 +196,13 @@ class Converter:
         sc.ParseFromString(scope)
         out = b""
         if sc.name:
-            out += _string_tag("otel.scope.name", sc.name)
+            out += _tag("otel.scope.name", sc.name)
         if sc.version:
-            out += _string_tag("otel.scope.version", sc.version)
+            out += _tag("otel.scope.version", sc.version)
         if sc.name:
-            out += _string_tag("otel.library.name", sc.name)
+            out += _tag("otel.library.name", sc.name)
         if sc.version:
-            out += _string_tag("otel.library.version", sc.version)
+            out += _tag("otel.library.version", sc.version)
         if len(self._scopes) >= _PROCESS_CACHE_ENTRIES:
             self._scopes.clear()
         self._scopes[scope] = out

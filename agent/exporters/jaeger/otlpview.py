@@ -8,25 +8,26 @@ C-level parse, and each attribute arrives as its serialized ``KeyValue`` bytes,
 which the converter uses as a cache key (attribute key/value pairs repeat
 across spans), so most attributes are never decoded in Python.
 
-The classes are built at import time from a descriptor in a *private*
-descriptor pool (nothing is registered in the default pool, so they cannot
-clash with the real OTLP modules). Unknown fields (anything the view does not
-name) are skipped by the parser.
+The classes are built at import time by :func:`agent.pdata.wire.view_classes`,
+in a *private* descriptor pool (nothing is registered in the default pool, so
+they cannot clash with the real OTLP modules). Fields the view does not name
+are never decoded.
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import descriptor_pb2
+
+from agent.pdata.wire import ViewField, view_classes
 
 __all__ = ["ResourceSpansView", "SpanView", "TracesView"]
 
 _F = descriptor_pb2.FieldDescriptorProto
 _PACKAGE: Final = "otel_sidecar.jaeger_view"
 
-# message -> [(field name, number, type, repeated, message type name)]
-_SPEC: Final[dict[str, list[tuple[str, int, int, bool, str]]]] = {
+_SPEC: Final[dict[str, list[ViewField]]] = {
     "TracesView": [("resource_spans", 1, _F.TYPE_MESSAGE, True, "ResourceSpansView")],
     "ResourceSpansView": [
         ("resource", 1, _F.TYPE_BYTES, False, ""),
@@ -58,27 +59,7 @@ _SPEC: Final[dict[str, list[tuple[str, int, int, bool, str]]]] = {
 }
 
 
-def _build() -> dict[str, Any]:
-    fdp = descriptor_pb2.FileDescriptorProto(name="otel_sidecar/jaeger_otlp_view.proto", package=_PACKAGE,
-                                             syntax="proto3")
-    for name, fields in _SPEC.items():
-        msg = fdp.message_type.add()
-        msg.name = name
-        for fname, number, ftype, repeated, type_name in fields:
-            f = msg.field.add()
-            f.name = fname
-            f.number = number
-            f.type = ftype  # type: ignore[assignment]
-            f.label = _F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL  # type: ignore[assignment]
-            if type_name:
-                f.type_name = f".{_PACKAGE}.{type_name}"
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fdp)
-    return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.{name}"))
-            for name in _SPEC}
-
-
-_CLASSES: Final = _build()
+_CLASSES: Final = view_classes(_PACKAGE, _SPEC)
 #: ``ExportTraceServiceRequest`` view.
 TracesView: Final[Any] = _CLASSES["TracesView"]
 #: ``ResourceSpans`` view: ``resource`` as bytes.

@@ -41,7 +41,6 @@ No dicts or ``json_format`` round trips.
 
 from __future__ import annotations
 
-import base64
 import re
 import time
 from binascii import hexlify
@@ -54,7 +53,7 @@ import orjson
 
 from agent.exporters.loki.config import DEFAULT_RESOURCE_LABELS, Config, sanitize_label_name
 from agent.exporters.loki.wire import PairEncoder
-from agent.pdata.attributes import value_to_python, value_to_str
+from agent.pdata.attributes import value_to_jsonable, value_to_str
 
 __all__ = ["LEVELS", "Batch", "Converter", "Entry", "Stream", "escape_label_value", "level_of", "logfmt_value"]
 
@@ -397,7 +396,7 @@ class Converter:
                                 iv = v.int_value
                                 s = iv if route == _TO_LINE and json_line else str(iv)
                             elif which is not None and which != "string_value":
-                                s = _py(v) if route == _TO_LINE and json_line else value_to_str(v)
+                                s = value_to_jsonable(v) if route == _TO_LINE and json_line else value_to_str(v)
                         if route == _TO_LINE:
                             if line_attrs is None:
                                 line_attrs = {key: s}
@@ -418,7 +417,7 @@ class Converter:
                     body: Any = b.string_value
                     if fmt == "json":
                         if not body:
-                            body = _py(b)
+                            body = value_to_jsonable(b)
                         line: str = dumps({"body": body, "attributes": line_attrs} if line_attrs else
                                           {"body": body}).decode()
                     else:
@@ -466,28 +465,6 @@ class Converter:
             entries = stream.entries
             if len(entries) > 1:
                 entries.sort(key=_first)
-
-
-def _py(v: Any) -> Any:
-    """An AnyValue as a JSON-ready Python value (bytes as base64)."""
-    which = v.WhichOneof("value")
-    if which is None:
-        return None
-    if which == "bytes_value":
-        return base64.b64encode(v.bytes_value).decode("ascii")
-    if which == "array_value" or which == "kvlist_value":
-        return _jsonable(value_to_python(v))
-    return getattr(v, which)
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, bytes):
-        return base64.b64encode(x).decode("ascii")
-    if isinstance(x, list):
-        return [_jsonable(i) for i in x]
-    if isinstance(x, dict):
-        return {k: _jsonable(i) for k, i in x.items()}
-    return x
 
 
 def _logfmt(body_value: Any, body: str, attrs: dict[str, Any] | None) -> str:

@@ -35,7 +35,8 @@ import cramjam
 import orjson
 
 from agent.exporters.loki.convert import Stream
-from agent.exporters.loki.wire import B1, PairEncoder, varint
+from agent.exporters.loki.wire import PairEncoder
+from agent.pdata.wire import B1, varint
 
 __all__ = ["JSONEncoder", "ProtobufEncoder", "snappy_compress", "varint"]
 

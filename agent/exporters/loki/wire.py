@@ -1,43 +1,23 @@
 """Protobuf wire pieces shared by the loki converter and encoder (no imports from either).
 
-* :func:`varint`: base-128 varints, unrolled for the sizes that occur (lengths,
-  nanoseconds, seconds since the epoch).
-* :class:`PairEncoder`: encodes ``EntryAdapter.structuredMetadata`` fields
-  (field 3, a ``LabelPairAdapter`` with name = 1, value = 2), memoizing the
-  bytes before the value per (name, value length) and whole fields for
-  values that repeat. Memos are bounded and cleared when full.
+:class:`PairEncoder` encodes ``EntryAdapter.structuredMetadata`` fields (field
+3, a ``LabelPairAdapter`` with name = 1, value = 2), memoizing the bytes
+before the value per (name, value length) and whole fields for values that
+repeat. Memos are bounded and cleared when full.
+
+Varints come from :mod:`agent.pdata.wire` (unrolled for the sizes that occur
+here: lengths, nanoseconds, seconds since the epoch).
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["B1", "PairEncoder", "varint"]
+from agent.pdata.wire import varint
 
-#: One-byte varints 0..127.
-B1: Final[tuple[bytes, ...]] = tuple(bytes((i,)) for i in range(128))
+__all__ = ["PairEncoder"]
+
 _MEMO_MAX: Final = 16384
-
-
-def varint(n: int) -> bytes:
-    """Protobuf base-128 varint of a non-negative int (unrolled up to 5 bytes)."""
-    if n < 0x80:
-        return B1[n]
-    if n < 0x4000:
-        return bytes((n & 0x7F | 0x80, n >> 7))
-    if n < 0x200000:
-        return bytes((n & 0x7F | 0x80, (n >> 7) & 0x7F | 0x80, n >> 14))
-    if n < 0x10000000:
-        return bytes((n & 0x7F | 0x80, (n >> 7) & 0x7F | 0x80, (n >> 14) & 0x7F | 0x80, n >> 21))
-    if n < 0x800000000:
-        return bytes((n & 0x7F | 0x80, (n >> 7) & 0x7F | 0x80, (n >> 14) & 0x7F | 0x80,
-                      (n >> 21) & 0x7F | 0x80, n >> 28))
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 class PairEncoder:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import weakref
 
-from agent.component import Capabilities, ComponentID, Factory, Kind, Settings, Signal, Stability
+from agent.component import ComponentID, Settings, Signal
+from agent.processors.base import processor_factory
 from agent.processors.memory_limiter.config import Config
 from agent.processors.memory_limiter.processor import MemoryLimiterProcessor, MemoryMonitor
 from agent.telemetry.metrics import SelfMetrics
@@ -31,13 +32,7 @@ def create(settings: Settings, config: Config, signal: Signal, next_consumer: ob
     return MemoryLimiterProcessor(settings, config, signal, next_consumer, monitor=monitor)
 
 
-FACTORY = Factory(
-    type="memory_limiter",
-    kind=Kind.PROCESSOR,
-    config_class=Config,
-    create=create,
-    signals=frozenset(Signal),
-    capabilities=Capabilities(mutates_data=False),
-    stability=Stability.BETA,
+FACTORY = processor_factory(
+    "memory_limiter", Config, MemoryLimiterProcessor, create=create,
     description="Refuses data (retryable) while the process's memory is above a soft limit.",
 )

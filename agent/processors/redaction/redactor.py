@@ -30,6 +30,7 @@ dictionary lookup; a clean new string costs the presets' substring guards.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import re
@@ -121,9 +122,7 @@ class Redactor:
         hasher = _hasher(config.hash_function, config.hmac_key.encode())
         self.mask: Callable[[str], str] = hasher if hasher is not None else _star
         presets = config.presets
-        enabled = Enabled(**{name: presets.on(name) for name in (
-            "passwords", "bearer_tokens", "jwt", "api_keys", "credit_cards", "emails", "sql_literals",
-            "url_credentials")})
+        enabled = Enabled(**{f.name: presets.on(f.name) for f in dataclasses.fields(Enabled)})
         self._scanner = ValueScanner(enabled, self.mask)
         self._scan_values = self._scanner.active
         self._secret_keys = enabled.passwords

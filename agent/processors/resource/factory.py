@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from agent.component import Capabilities, Factory, Kind, Settings, Signal, Stability
+from agent.processors.base import processor_factory
 from agent.processors.resource.config import Config
 from agent.processors.resource.processor import ResourceProcessor
 
-__all__ = ["FACTORY", "create"]
+__all__ = ["FACTORY"]
 
-
-def create(settings: Settings, config: Config, signal: Signal, next_consumer: object) -> ResourceProcessor:
-    """One resource processor for one pipeline."""
-    return ResourceProcessor(settings, config, signal, next_consumer)
-
-
-FACTORY = Factory(
-    type="resource",
-    kind=Kind.PROCESSOR,
-    config_class=Config,
-    create=create,
-    signals=frozenset(Signal),
-    capabilities=Capabilities(mutates_data=True),
-    stability=Stability.BETA,
+FACTORY = processor_factory(
+    "resource", Config, ResourceProcessor,
     description="Inserts, updates, deletes, hashes, extracts or converts resource attributes.",
 )

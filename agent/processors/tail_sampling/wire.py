@@ -2,10 +2,11 @@
 
 :data:`TracesView` parses an ``ExportTraceServiceRequest`` with the OTLP field
 numbers but keeps resources, scopes and spans as their serialized bytes (one
-C-level parse per request; the message classes live in a private descriptor
-pool, so nothing clashes with the OTLP modules). :func:`trace_id_of` reads a
-span's trace id from its bytes, and :func:`encode_request` assembles a new
-request from stored pieces by concatenation:
+C-level parse per request; the message classes come from
+:func:`agent.pdata.wire.view_classes`, in a private descriptor pool, so
+nothing clashes with the OTLP modules). :func:`trace_id_of` reads a span's
+trace id from its bytes, and :func:`encode_request` assembles a new request
+from stored pieces by concatenation:
 
     request       = { 1: ResourceSpans }*
     ResourceSpans = { 1: resource, 2: ScopeSpans*, 3: schema_url }
@@ -20,7 +21,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import descriptor_pb2
+
+from agent.pdata.wire import ViewField, delimited, view_classes
 
 __all__ = ["GroupKey", "TracesView", "encode_request", "trace_id_of"]
 
@@ -30,38 +33,18 @@ GroupKey = tuple[bytes, str, bytes, str]
 _F = descriptor_pb2.FieldDescriptorProto
 _PACKAGE: Final = "otel_sidecar.tail_sampling_view"
 
+_SPEC: Final[dict[str, list[ViewField]]] = {
+    "TracesView": [("resource_spans", 1, _F.TYPE_MESSAGE, True, "ResourceSpansView")],
+    "ResourceSpansView": [("resource", 1, _F.TYPE_BYTES, False, ""),
+                          ("scope_spans", 2, _F.TYPE_MESSAGE, True, "ScopeSpansView"),
+                          ("schema_url", 3, _F.TYPE_STRING, False, "")],
+    "ScopeSpansView": [("scope", 1, _F.TYPE_BYTES, False, ""),
+                       ("spans", 2, _F.TYPE_BYTES, True, ""),
+                       ("schema_url", 3, _F.TYPE_STRING, False, "")],
+    "SpanIdView": [("trace_id", 1, _F.TYPE_BYTES, False, "")],
+}
 
-def _build() -> dict[str, Any]:
-    spec: dict[str, list[tuple[str, int, int, bool, str]]] = {
-        "TracesView": [("resource_spans", 1, _F.TYPE_MESSAGE, True, "ResourceSpansView")],
-        "ResourceSpansView": [("resource", 1, _F.TYPE_BYTES, False, ""),
-                              ("scope_spans", 2, _F.TYPE_MESSAGE, True, "ScopeSpansView"),
-                              ("schema_url", 3, _F.TYPE_STRING, False, "")],
-        "ScopeSpansView": [("scope", 1, _F.TYPE_BYTES, False, ""),
-                           ("spans", 2, _F.TYPE_BYTES, True, ""),
-                           ("schema_url", 3, _F.TYPE_STRING, False, "")],
-        "SpanIdView": [("trace_id", 1, _F.TYPE_BYTES, False, "")],
-    }
-    fdp = descriptor_pb2.FileDescriptorProto(name="otel_sidecar/tail_sampling_view.proto", package=_PACKAGE,
-                                             syntax="proto3")
-    for name, fields in spec.items():
-        msg = fdp.message_type.add()
-        msg.name = name
-        for fname, number, ftype, repeated, type_name in fields:
-            f = msg.field.add()
-            f.name = fname
-            f.number = number
-            f.type = ftype  # type: ignore[assignment]
-            f.label = _F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL  # type: ignore[assignment]
-            if type_name:
-                f.type_name = f".{_PACKAGE}.{type_name}"
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fdp)
-    return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.{name}"))
-            for name in spec}
-
-
-_CLASSES: Final = _build()
+_CLASSES: Final = view_classes(_PACKAGE, _SPEC)
 #: ``ExportTraceServiceRequest`` view: resources, scopes and spans as bytes.
 TracesView: Final[Any] = _CLASSES["TracesView"]
 _SpanIdView: Final[Any] = _CLASSES["SpanIdView"]
@@ -81,32 +64,19 @@ def trace_id_of(span: bytes) -> bytes:
     return bytes(view.trace_id)
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _ld(tag: bytes, payload: bytes) -> bytes:
-    return tag + _varint(len(payload)) + payload
-
-
 def _str_field(tag: bytes, text: str) -> bytes:
-    return _ld(tag, text.encode()) if text else b""
+    return delimited(tag, text.encode()) if text else b""
 
 
 def encode_request(groups: Mapping[GroupKey, Iterable[bytes]]) -> bytes:
     """A serialized ``ExportTraceServiceRequest`` holding ``groups`` (spans grouped by resource and scope)."""
     by_resource: dict[tuple[bytes, str], list[bytes]] = {}
     for (resource, rschema, scope, sschema), spans in groups.items():
-        body = b"".join(_ld(b"\x12", s) for s in spans)
-        scope_spans = (_ld(b"\x0a", scope) if scope else b"") + body + _str_field(b"\x1a", sschema)
-        by_resource.setdefault((resource, rschema), []).append(_ld(b"\x12", scope_spans))
+        body = b"".join(delimited(b"\x12", s) for s in spans)
+        scope_spans = (delimited(b"\x0a", scope) if scope else b"") + body + _str_field(b"\x1a", sschema)
+        by_resource.setdefault((resource, rschema), []).append(delimited(b"\x12", scope_spans))
     out = []
     for (resource, rschema), scopes in by_resource.items():
-        rs = (_ld(b"\x0a", resource) if resource else b"") + b"".join(scopes) + _str_field(b"\x1a", rschema)
-        out.append(_ld(b"\x0a", rs))
+        rs = (delimited(b"\x0a", resource) if resource else b"") + b"".join(scopes) + _str_field(b"\x1a", rschema)
+        out.append(delimited(b"\x0a", rs))
     return b"".join(out)

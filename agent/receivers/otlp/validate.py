@@ -37,9 +37,10 @@ import re
 from collections.abc import Iterator
 from typing import Any, Final
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import descriptor_pb2
 
 from agent.pdata import Logs, Metrics, Traces
+from agent.pdata.wire import varint, view_classes
 
 __all__ = ["check_logs", "check_traces", "drop_invalid_points"]
 
@@ -55,48 +56,23 @@ _FAST_LINKS: Final = 4
 
 def _build_views() -> tuple[Any, Any]:
     F = descriptor_pb2.FieldDescriptorProto
-    fdp = descriptor_pb2.FileDescriptorProto(
-        name="otel_sidecar/otlp_id_view.proto", package="otel_sidecar.idview", syntax="proto3")
-
-    def msg(name: str, fields: list[tuple[str, int, int, str]]) -> None:
-        m = fdp.message_type.add(name=name)
-        for fname, number, ftype, type_name in fields:
-            f = m.field.add(name=fname, number=number, type=ftype,  # type: ignore[arg-type]
-                            label=F.LABEL_REPEATED if type_name else F.LABEL_OPTIONAL)
-            if type_name:
-                f.type_name = ".otel_sidecar.idview." + type_name
-
     B, M = F.TYPE_BYTES, F.TYPE_MESSAGE
-    msg("Link", [("trace_id", 1, B, ""), ("span_id", 2, B, "")])
-    msg("Span", [("trace_id", 1, B, ""), ("span_id", 2, B, ""), ("parent_span_id", 4, B, ""),
-                 ("links", 13, M, "Link")])
-    msg("ScopeSpans", [("spans", 2, M, "Span")])
-    msg("ResourceSpans", [("scope_spans", 2, M, "ScopeSpans")])
-    msg("TracesRequest", [("resource_spans", 1, M, "ResourceSpans")])
-    msg("LogRecord", [("trace_id", 9, B, ""), ("span_id", 10, B, "")])
-    msg("ScopeLogs", [("log_records", 2, M, "LogRecord")])
-    msg("ResourceLogs", [("scope_logs", 2, M, "ScopeLogs")])
-    msg("LogsRequest", [("resource_logs", 1, M, "ResourceLogs")])
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fdp)
-    get = message_factory.GetMessageClass
-    return (get(pool.FindMessageTypeByName("otel_sidecar.idview.TracesRequest")),
-            get(pool.FindMessageTypeByName("otel_sidecar.idview.LogsRequest")))
+    views = view_classes("otel_sidecar.idview", {
+        "Link": [("trace_id", 1, B, False, ""), ("span_id", 2, B, False, "")],
+        "Span": [("trace_id", 1, B, False, ""), ("span_id", 2, B, False, ""), ("parent_span_id", 4, B, False, ""),
+                 ("links", 13, M, True, "Link")],
+        "ScopeSpans": [("spans", 2, M, True, "Span")],
+        "ResourceSpans": [("scope_spans", 2, M, True, "ScopeSpans")],
+        "TracesRequest": [("resource_spans", 1, M, True, "ResourceSpans")],
+        "LogRecord": [("trace_id", 9, B, False, ""), ("span_id", 10, B, False, "")],
+        "ScopeLogs": [("log_records", 2, M, True, "LogRecord")],
+        "ResourceLogs": [("scope_logs", 2, M, True, "ScopeLogs")],
+        "LogsRequest": [("resource_logs", 1, M, True, "ResourceLogs")],
+    })
+    return views["TracesRequest"], views["LogsRequest"]
 
 
 _TracesView, _LogsView = _build_views()
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
 
 
 def _span_records_re() -> re.Pattern[bytes]:
@@ -108,7 +84,7 @@ def _span_records_re() -> re.Pattern[bytes]:
         for parent in (1, 0):
             length = 28 + 10 * parent + 30 * links
             body = ids + (rb"\x22\x08.{8}" if parent else b"") + link * links
-            alternatives.append(b"\x12" + re.escape(_varint(length)) + body)
+            alternatives.append(b"\x12" + re.escape(varint(length)) + body)
     return re.compile(b"(?:" + b"|".join(alternatives) + b")*+", re.S)
 
 

@@ -1,12 +1,13 @@
-"""Doubles for exporter tests: a fake backoff clock and a scripted backend."""
+"""Doubles and helpers for exporter tests: a fake backoff clock, a scripted backend, a host without
+extensions, and starting an exporter with a seeded rng."""
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pytest
 
@@ -66,6 +67,35 @@ class Backend:
 
 def metric(telemetry: SelfMetrics, name: str, **labels: str) -> float:
     return telemetry.value(name, labels)
+
+
+class NoHost:
+    """A host with no extensions that is always ready."""
+
+    def get_extension(self, cid: object) -> None:
+        return None
+
+    def is_ready(self) -> bool:
+        return True
+
+
+class _Exporter(Protocol):
+    async def start(self, host: Any) -> None: ...
+
+
+E = TypeVar("E", bound=_Exporter)
+
+
+async def start_exporter(exporter_class: Callable[..., E], settings: Settings, config: Any,
+                         signals: Collection[Signal], *, seed: int, clock: FakeClock | None = None) -> E:
+    """An exporter with ``random.Random(seed)`` as its rng (and ``clock``'s time and sleep, when given),
+    started without a host."""
+    kw: dict[str, Any] = {"rng": random.Random(seed)}
+    if clock is not None:
+        kw.update(clock=clock, sleep=clock.sleep)
+    exp = exporter_class(settings, config, signals, **kw)
+    await exp.start(None)
+    return exp
 
 
 @pytest.fixture

@@ -18,17 +18,9 @@ from agent.exporters.debug.text import detailed, normal
 from agent.pdata import Metrics, proto
 from agent.telemetry.metrics import SelfMetrics
 from agent.testing import make_logs, make_metrics, make_traces
-from tests.unit.exporters.conftest import metric
+from tests.unit.exporters.conftest import NoHost, metric
 
 MakeSettings = Callable[..., Settings]
-
-
-class _NoHost:
-    def get_extension(self, cid: object) -> None:
-        return None
-
-    def is_ready(self) -> bool:
-        return True
 
 
 def exporter(make_settings: MakeSettings, **cfg: object) -> DebugExporter:
@@ -82,7 +74,7 @@ async def test_basic_logs_one_count_line_per_request(make_settings: MakeSettings
                                                      caplog: pytest.LogCaptureFixture) -> None:
     exp = exporter(make_settings)
     assert exp.capabilities() == Capabilities(mutates_data=False)
-    await exp.start(_NoHost())
+    await exp.start(NoHost())
     with caplog.at_level(logging.INFO):
         await exp.consume_traces(make_traces(3))
         await exp.consume_metrics(make_metrics(4))
@@ -196,7 +188,7 @@ async def test_private_output_to_file(make_settings: MakeSettings, tmp_path: Pat
                                       caplog: pytest.LogCaptureFixture) -> None:
     out = tmp_path / "debug.txt"
     exp = exporter(make_settings, use_internal_logger=False, output_paths=[str(out)], verbosity="normal")
-    await exp.start(_NoHost())
+    await exp.start(NoHost())
     with caplog.at_level(logging.INFO):
         await exp.consume_logs(make_logs(2))
     await exp.shutdown()
@@ -209,7 +201,7 @@ async def test_private_output_to_file(make_settings: MakeSettings, tmp_path: Pat
 async def test_queue_can_be_enabled(make_settings: MakeSettings, telemetry: SelfMetrics) -> None:
     exp = exporter(make_settings, sending_queue={"num_consumers": 1})
     assert exp.helper.queued
-    await exp.start(_NoHost())
+    await exp.start(NoHost())
     await exp.consume_traces(make_traces(2))
     await exp.shutdown()
     assert metric(telemetry, "otelcol_exporter_sent_spans_total", exporter="debug") == 2

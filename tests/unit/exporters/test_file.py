@@ -20,17 +20,9 @@ from agent.exporters.file.writer import RotatingFileWriter
 from agent.pdata import Logs, Metrics, PData, Traces
 from agent.telemetry.metrics import SelfMetrics
 from agent.testing import make_logs, make_metrics, make_traces
-from tests.unit.exporters.conftest import metric
+from tests.unit.exporters.conftest import NoHost, metric
 
 MakeSettings = Callable[..., Settings]
-
-
-class _NoHost:
-    def get_extension(self, cid: object) -> None:
-        return None
-
-    def is_ready(self) -> bool:
-        return True
 
 
 def exporter(make_settings: MakeSettings, **cfg: object) -> FileExporter:
@@ -84,7 +76,7 @@ async def test_json_lines_are_otlp_json_requests(make_settings: MakeSettings, tm
     path = tmp_path / "sub" / "dir" / "out.jsonl"  # parent directories are created
     exp = exporter(make_settings, path=str(path))
     assert exp.capabilities() == Capabilities(mutates_data=False)
-    await exp.start(_NoHost())
+    await exp.start(NoHost())
     await exp.consume_traces(make_traces(3))
     await exp.consume_metrics(make_metrics(4))
     await exp.consume_logs(make_logs(5))
@@ -108,7 +100,7 @@ async def test_proto_is_length_prefixed_and_reads_back(
         cls: type[PData]) -> None:
     path = tmp_path / "out.bin"
     exp = exporter(make_settings, path=str(path), format="proto")
-    await exp.start(_NoHost())
+    await exp.start(NoHost())
     sent = [make(i + 1, batch_index=i) for i in range(3)]
     for data in sent:
         await getattr(exp, consume)(data)
@@ -122,7 +114,7 @@ async def test_zstd_compresses_each_message(make_settings: MakeSettings, tmp_pat
     cramjam = pytest.importorskip("cramjam")
     path = tmp_path / "out.zst"
     exp = exporter(make_settings, path=str(path), format="proto", compression="zstd")
-    await exp.start(_NoHost())
+    await exp.start(NoHost())
     td = make_traces(20)
     await exp.consume_traces(td)
     await exp.shutdown()
@@ -134,7 +126,7 @@ async def test_zstd_compresses_each_message(make_settings: MakeSettings, tmp_pat
 async def test_shutdown_flushes_the_buffer(make_settings: MakeSettings, tmp_path: Path) -> None:
     path = tmp_path / "out.bin"
     exp = exporter(make_settings, path=str(path), format="proto", flush_interval="1h")
-    await exp.start(_NoHost())
+    await exp.start(NoHost())
     await exp.consume_traces(make_traces(2))
     assert path.stat().st_size == 0  # buffered: nothing written before the interval
     await exp.shutdown()
@@ -144,7 +136,7 @@ async def test_shutdown_flushes_the_buffer(make_settings: MakeSettings, tmp_path
 async def test_large_buffer_is_written_at_once(make_settings: MakeSettings, tmp_path: Path) -> None:
     path = tmp_path / "out.bin"
     exp = exporter(make_settings, path=str(path), format="proto", flush_interval="1h")
-    await exp.start(_NoHost())
+    await exp.start(NoHost())
     big = make_traces(6000, attrs=4)
     assert big.byte_size > 1 << 20
     await exp.consume_traces(big)  # over the 1 MiB threshold: written before consume returns
@@ -155,7 +147,7 @@ async def test_large_buffer_is_written_at_once(make_settings: MakeSettings, tmp_
 async def test_periodic_flush(make_settings: MakeSettings, tmp_path: Path) -> None:
     path = tmp_path / "out.bin"
     exp = exporter(make_settings, path=str(path), format="proto", flush_interval="10ms")
-    await exp.start(_NoHost())
+    await exp.start(NoHost())
     await exp.consume_logs(make_logs(1))
     for _ in range(500):
         if path.stat().st_size:
@@ -169,12 +161,12 @@ async def test_truncate_by_default_append_on_request(make_settings: MakeSettings
     path = tmp_path / "out.bin"
     path.write_bytes(b"old")
     exp = exporter(make_settings, path=str(path), format="proto")
-    await exp.start(_NoHost())
+    await exp.start(NoHost())
     await exp.shutdown()
     assert path.read_bytes() == b""
     path.write_bytes(b"old")
     exp = exporter(make_settings, path=str(path), format="proto", append=True)
-    await exp.start(_NoHost())
+    await exp.start(NoHost())
     await exp.consume_traces(make_traces(1))
     await exp.shutdown()
     assert path.read_bytes().startswith(b"old") and len(path.read_bytes()) > 3
@@ -183,7 +175,7 @@ async def test_truncate_by_default_append_on_request(make_settings: MakeSettings
 async def test_unwritable_path_fails_at_start(make_settings: MakeSettings, tmp_path: Path) -> None:
     exp = exporter(make_settings, path=str(tmp_path))  # a directory
     with pytest.raises(OSError):
-        await exp.start(_NoHost())
+        await exp.start(NoHost())
     await exp.shutdown()
 
 
@@ -195,7 +187,7 @@ async def test_write_errors_are_returned_and_logged(make_settings: MakeSettings,
 
     config = decode(Config, {"path": str(tmp_path / "x.bin"), "format": "proto"})
     exp = FileExporter(make_settings("file"), config, frozenset(Signal), writer=Broken(tmp_path / "x.bin"))
-    await exp.start(_NoHost())
+    await exp.start(NoHost())
     with pytest.raises(ConsumerError, match="disk full"):
         await exp.consume_traces(make_traces(6000, attrs=4))
     await exp.shutdown()
@@ -252,7 +244,7 @@ async def test_exporter_rotation_end_to_end(make_settings: MakeSettings, tmp_pat
     assert config.rotation is not None
     writer = RotatingFileWriter(path, rotation=config.rotation, max_bytes=4096)
     exp = FileExporter(make_settings("file"), config, frozenset(Signal), writer=writer)
-    await exp.start(_NoHost())
+    await exp.start(NoHost())
     sent = [make_traces(10, batch_index=i) for i in range(40)]
     for td in sent:
         await exp.consume_traces(td)

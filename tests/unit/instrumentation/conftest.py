@@ -7,6 +7,8 @@ API's set-once globals uses private attributes, as OpenTelemetry's own test util
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import sys
@@ -32,7 +34,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.util._once import Once
 
 from instrumentation import logging as sidecar_logging
-from instrumentation.logging import SidecarLogRecordProcessor
+from instrumentation.logging import JsonFormatter, SidecarLogRecordProcessor, install_otlp_log_handler
 from instrumentation.redaction import Redactor, reset_default_redactor
 
 BACKEND_DIR = Path(__file__).resolve().parents[3] / "deploy" / "example-backend"
@@ -119,6 +121,30 @@ def clean_logging() -> Iterator[None]:
         root.handlers[:] = handlers
         root.setLevel(level)
         assert logging.basicConfig is basic_config
+
+
+@contextlib.contextmanager
+def app_logger(otel: Otel, name: str) -> Iterator[io.StringIO]:
+    """Logger ``name`` at INFO writing JSON lines into the yielded buffer and OTLP records to ``otel.logs()``.
+
+    The logger does not propagate meanwhile; its level, propagation and JSON handler are restored
+    afterwards (use it with the ``clean_logging`` fixture, which removes the OTLP handler).
+    """
+    logger = logging.getLogger(name)
+    level, propagate = logger.level, logger.propagate
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(JsonFormatter(Redactor()))
+    logger.addHandler(handler)
+    install_otlp_log_handler(otel.logger_provider, redactor=Redactor(), logger=logger)
+    try:
+        yield buffer
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+        logger.setLevel(level)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -19,9 +18,7 @@ from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.trace import SpanKind
 
 from instrumentation import instrument_app
-from instrumentation.logging import JsonFormatter, install_otlp_log_handler
-from instrumentation.redaction import Redactor
-from tests.unit.instrumentation.conftest import Otel
+from tests.unit.instrumentation.conftest import Otel, app_logger
 
 SENTINEL = "Sentinel-Pa55word-In-Process!"
 
@@ -48,20 +45,8 @@ def make_app(backend: ModuleType, tmp_path: Path) -> FastAPI:
 
 @pytest.fixture
 def app_logs(otel: Otel, clean_logging: None) -> Iterator[io.StringIO]:
-    logger = logging.getLogger("auth_api")
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    buffer = io.StringIO()
-    handler = logging.StreamHandler(buffer)
-    handler.setFormatter(JsonFormatter(Redactor()))
-    logger.addHandler(handler)
-    install_otlp_log_handler(otel.logger_provider, redactor=Redactor(), logger=logger)
-    try:
+    with app_logger(otel, "auth_api") as buffer:
         yield buffer
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = True
-        logger.setLevel(logging.NOTSET)
 
 
 @pytest.fixture

@@ -18,10 +18,8 @@ from opentelemetry.trace import SpanKind
 
 from instrumentation import instrument_app, set_user_id
 from instrumentation.context import RequestContextPropagator, get_request_context
-from instrumentation.logging import JsonFormatter, install_otlp_log_handler
 from instrumentation.middleware import install_fastapi_hook, uninstall_fastapi_hook
-from instrumentation.redaction import Redactor
-from tests.unit.instrumentation.conftest import Otel
+from tests.unit.instrumentation.conftest import Otel, app_logger
 
 LOGGER = "tests.instrumentation.app"
 
@@ -63,19 +61,8 @@ def _outgoing_headers() -> dict[str, str]:
 @pytest.fixture
 def app_logs(otel: Otel, clean_logging: None) -> Iterator[io.StringIO]:
     """JSON lines (buffer) and OTLP records (otel.logs()) of the test app's logger."""
-    logger = logging.getLogger(LOGGER)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    buffer = io.StringIO()
-    handler = logging.StreamHandler(buffer)
-    handler.setFormatter(JsonFormatter(Redactor()))
-    logger.addHandler(handler)
-    install_otlp_log_handler(otel.logger_provider, redactor=Redactor(), logger=logger)
-    try:
+    with app_logger(otel, LOGGER) as buffer:
         yield buffer
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = True
 
 
 @pytest.fixture

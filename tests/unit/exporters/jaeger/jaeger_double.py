@@ -1,8 +1,9 @@
 """An independent Jaeger api_v2 wire decoder and a PostSpans collector double.
 
 The decoder is hand-written from jaegertracing/jaeger-idl's ``model.proto`` and
-``collector.proto`` field numbers and shares no code with the exporter's
-generated module, so an encoder mistake cannot cancel out in tests.
+``collector.proto`` field numbers, on the tests' own wire reader
+(tests/protowire.py), and shares no code with the exporter's generated module,
+so an encoder mistake cannot cancel out in tests.
 """
 
 from __future__ import annotations
@@ -15,46 +16,11 @@ from typing import Any
 
 import grpc
 
+from tests.protowire import read_fields
+
 POST_SPANS = "/jaeger.api_v2.CollectorService/PostSpans"
 VALUE_TYPES = {0: "STRING", 1: "BOOL", 2: "INT64", 3: "FLOAT64", 4: "BINARY"}
 REF_TYPES = {0: "CHILD_OF", 1: "FOLLOWS_FROM"}
-
-
-def read_fields(buf: bytes) -> list[tuple[int, int, Any]]:
-    """``(field number, wire type, value)`` of every field in ``buf``, in order."""
-    out: list[tuple[int, int, Any]] = []
-    pos = 0
-
-    def varint() -> int:
-        nonlocal pos
-        shift = result = 0
-        while True:
-            b = buf[pos]
-            pos += 1
-            result |= (b & 0x7F) << shift
-            if not b & 0x80:
-                return result
-            shift += 7
-
-    while pos < len(buf):
-        key = varint()
-        num, wt = key >> 3, key & 7
-        if wt == 0:
-            out.append((num, wt, varint()))
-        elif wt == 1:
-            out.append((num, wt, buf[pos:pos + 8]))
-            pos += 8
-        elif wt == 2:
-            n = varint()
-            out.append((num, wt, buf[pos:pos + n]))
-            pos += n
-        elif wt == 5:
-            out.append((num, wt, buf[pos:pos + 4]))
-            pos += 4
-        else:
-            raise ValueError(f"unexpected wire type {wt}")
-    assert pos == len(buf), "truncated message"
-    return out
 
 
 def _signed64(v: int) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import random
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -21,6 +20,8 @@ from agent.exporters.jaeger.config import Config
 from agent.exporters.jaeger.exporter import JaegerExporter
 from agent.pdata import Traces, proto
 from agent.testing import FakeClock, make_traces
+from tests.helpers import running
+from tests.unit.exporters.conftest import start_exporter
 from tests.unit.exporters.jaeger.jaeger_double import JaegerCollectorDouble, tags
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -29,12 +30,8 @@ FAST_RETRY = {"initial_interval": "10ms", "max_interval": "50ms", "max_elapsed_t
 
 @pytest.fixture
 async def collector() -> AsyncIterator[JaegerCollectorDouble]:
-    double = JaegerCollectorDouble()
-    await double.start()
-    try:
+    async with running(JaegerCollectorDouble()) as double:
         yield double
-    finally:
-        await double.stop()
 
 
 def _config(port: int, **extra: Any) -> Config:
@@ -45,12 +42,7 @@ def _config(port: int, **extra: Any) -> Config:
 
 async def _exporter(make_settings: Callable[..., Settings], cfg: Config, clock: FakeClock | None = None,
                     ) -> JaegerExporter:
-    kw: dict[str, Any] = {"rng": random.Random(1)}
-    if clock is not None:
-        kw.update(clock=clock, sleep=clock.sleep)
-    exp = JaegerExporter(make_settings("jaeger"), cfg, {Signal.TRACES}, **kw)
-    await exp.start(None)  # type: ignore[arg-type]
-    return exp
+    return await start_exporter(JaegerExporter, make_settings("jaeger"), cfg, {Signal.TRACES}, seed=1, clock=clock)
 
 
 def _multi_resource(n: int) -> Traces:

@@ -9,7 +9,8 @@ import cramjam
 
 from agent.exporters.loki.convert import Stream
 from agent.exporters.loki.encode import JSONEncoder, ProtobufEncoder, varint
-from tests.loki_double import decode_push_proto, fields
+from tests.loki_double import decode_push_proto
+from tests.protowire import read_fields as fields
 
 T0 = 1_700_000_000_123_456_789
 

@@ -21,7 +21,9 @@ from agent.exporters.loki.exporter import LokiExporter, parse_retry_after, split
 from agent.pdata import Logs
 from agent.telemetry.metrics import SelfMetrics
 from agent.testing import FakeClock
+from tests.helpers import running
 from tests.loki_double import LokiDouble
+from tests.unit.exporters.conftest import NoHost
 from tests.unit.exporters.loki.helpers import config, logs
 
 EXP = "loki"
@@ -31,27 +33,10 @@ FAST_RETRY = {"initial_interval": "10ms", "randomization_factor": 0, "max_interv
               "max_elapsed_time": "60s"}
 
 
-class _NoHost:
-    def get_extension(self, cid: object) -> None:
-        return None
-
-    def is_ready(self) -> bool:
-        return True
-
-
 @pytest.fixture
 async def loki() -> AsyncIterator[LokiDouble]:
-    double = LokiDouble()
-    await double.start()
-    try:
+    async with running(LokiDouble()) as double:
         yield double
-    finally:
-        await double.stop()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
@@ -63,7 +48,7 @@ async def make_exporter(make_settings: Callable[..., Settings], clock: FakeClock
         cfg.setdefault("retry_on_failure", FAST_RETRY)
         exp = LokiExporter(make_settings(EXP), config(endpoint=endpoint, **cfg), {Signal.LOGS},
                            clock=clock, sleep=clock.sleep)
-        await exp.start(_NoHost())
+        await exp.start(NoHost())
         made.append(exp)
         return exp
 
@@ -181,16 +166,12 @@ async def test_413_splits_the_request(make_exporter: Any, loki: LokiDouble, tele
 
 
 async def test_401_is_permanent(make_exporter: Any, telemetry: SelfMetrics) -> None:
-    double = LokiDouble(require_tenant=True)
-    await double.start()
-    try:
+    async with running(LokiDouble(require_tenant=True)) as double:
         exp = await make_exporter(double.push_url)
         with pytest.raises(PermanentError, match="no org id"):
             await exp.consume_logs(two_levels(1))
         assert [s for s, _ in double.answers] == [401]  # not retried, not split
         assert m(telemetry, "otelcol_exporter_loki_dropped_log_records_total", reason="rejected") == 2
-    finally:
-        await double.stop()
 
 
 async def test_unreachable_loki_is_retried_then_reported(make_exporter: Any, free_port: Callable[[], int],
@@ -295,9 +276,7 @@ async def test_https_with_ca_file_and_server_name_override(make_exporter: Any, s
     cert, key = server_cert
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert, key)
-    double = LokiDouble(ssl_context=ctx)
-    await double.start()
-    try:
+    async with running(LokiDouble(ssl_context=ctx)) as double:
         assert double.push_url.startswith("https://127.0.0.1:")
         exp = await make_exporter(double.push_url, tls={"ca_file": str(cert), "server_name_override": "loki.test"})
         await exp.consume_logs(logs([(RES, records(2))]))
@@ -306,5 +285,3 @@ async def test_https_with_ca_file_and_server_name_override(make_exporter: Any, s
         bad = await make_exporter(double.push_url, tls={"ca_file": str(cert)}, retry_on_failure={"enabled": False})
         with pytest.raises(ConsumerError, match="cannot reach Loki"):
             await bad.consume_logs(logs([(RES, records(1, start=5_000))]))
-    finally:
-        await double.stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,8 @@ from agent.exporters.otlp.config import Config
 from agent.exporters.otlp.exporter import OTLPGrpcExporter
 from agent.pdata import Logs, Metrics, Traces, proto
 from agent.testing import FakeClock, make_logs, make_metrics, make_traces
+from tests.helpers import running
+from tests.unit.exporters.conftest import start_exporter
 from tests.unit.exporters.otlp.otlp_doubles import GrpcFailure, GrpcOTLPDouble, overlong
 
 FAST_RETRY = {"initial_interval": "10ms", "max_interval": "50ms", "max_elapsed_time": "2s"}
@@ -25,12 +26,8 @@ FAST_RETRY = {"initial_interval": "10ms", "max_interval": "50ms", "max_elapsed_t
 
 @pytest.fixture
 async def backend() -> AsyncIterator[GrpcOTLPDouble]:
-    double = GrpcOTLPDouble()
-    await double.start()
-    try:
+    async with running(GrpcOTLPDouble()) as double:
         yield double
-    finally:
-        await double.stop()
 
 
 def _cfg(endpoint: str, **extra: Any) -> Config:
@@ -41,12 +38,7 @@ def _cfg(endpoint: str, **extra: Any) -> Config:
 
 async def _start(make_settings: Callable[..., Settings], cfg: Config, clock: FakeClock | None = None,
                  name: str = "otlp") -> OTLPGrpcExporter:
-    kw: dict[str, Any] = {"rng": random.Random(3)}
-    if clock is not None:
-        kw.update(clock=clock, sleep=clock.sleep)
-    exp = OTLPGrpcExporter(make_settings(name), cfg, frozenset(Signal), **kw)
-    await exp.start(None)  # type: ignore[arg-type]
-    return exp
+    return await start_exporter(OTLPGrpcExporter, make_settings(name), cfg, frozenset(Signal), seed=3, clock=clock)
 
 
 def _value(exp: OTLPGrpcExporter, name: str) -> float:
@@ -217,25 +209,23 @@ async def test_unreachable_endpoint_is_retryable(make_settings: Callable[..., Se
 
 async def test_tls_with_ca_file(certs: dict[str, Path], make_settings: Callable[..., Settings]) -> None:
     creds = grpc.ssl_server_credentials([(certs["key"].read_bytes(), certs["cert"].read_bytes())])
-    backend = GrpcOTLPDouble(server_credentials=creds)
-    await backend.start()
-    cfg = decode(Config, {"endpoint": f"localhost:{backend.port}", "tls": {"ca_file": str(certs["ca"])},
-                          "sending_queue": {"enabled": False}, "retry_on_failure": {"enabled": False}}, "e")
-    exp = await _start(make_settings, cfg)
-    try:
-        await exp.consume_traces(make_traces(2))
-        # Without the CA, the handshake fails: retryable UNAVAILABLE.
-        bad = await _start(make_settings, decode(Config, {
-            "endpoint": f"localhost:{backend.port}", "sending_queue": {"enabled": False},
-            "retry_on_failure": {"enabled": False}, "timeout": "2s"}, "e"), name="otlp/bad")
+    async with running(GrpcOTLPDouble(server_credentials=creds)) as backend:
+        cfg = decode(Config, {"endpoint": f"localhost:{backend.port}", "tls": {"ca_file": str(certs["ca"])},
+                              "sending_queue": {"enabled": False}, "retry_on_failure": {"enabled": False}}, "e")
+        exp = await _start(make_settings, cfg)
         try:
-            with pytest.raises(ConsumerError, match="UNAVAILABLE"):
-                await bad.consume_traces(make_traces(1))
+            await exp.consume_traces(make_traces(2))
+            # Without the CA, the handshake fails: retryable UNAVAILABLE.
+            bad = await _start(make_settings, decode(Config, {
+                "endpoint": f"localhost:{backend.port}", "sending_queue": {"enabled": False},
+                "retry_on_failure": {"enabled": False}, "timeout": "2s"}, "e"), name="otlp/bad")
+            try:
+                with pytest.raises(ConsumerError, match="UNAVAILABLE"):
+                    await bad.consume_traces(make_traces(1))
+            finally:
+                await bad.shutdown()
         finally:
-            await bad.shutdown()
-    finally:
-        await exp.shutdown()
-        await backend.stop()
+            await exp.shutdown()
     assert len(backend.received) == 1
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import email.utils
 import gzip
 import json
-import random
 import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -21,6 +20,8 @@ from agent.exporters.otlphttp.config import Config
 from agent.exporters.otlphttp.exporter import OTLPHttpExporter, parse_retry_after
 from agent.pdata import Logs, Metrics, Traces, proto
 from agent.testing import FakeClock, make_logs, make_metrics, make_traces
+from tests.helpers import running
+from tests.unit.exporters.conftest import start_exporter
 from tests.unit.exporters.otlp.otlp_doubles import HttpOTLPDouble, HttpReply, overlong
 
 FAST_RETRY = {"initial_interval": "10ms", "max_interval": "50ms", "max_elapsed_time": "10s"}
@@ -28,12 +29,8 @@ FAST_RETRY = {"initial_interval": "10ms", "max_interval": "50ms", "max_elapsed_t
 
 @pytest.fixture
 async def backend() -> AsyncIterator[HttpOTLPDouble]:
-    double = HttpOTLPDouble()
-    await double.start()
-    try:
+    async with running(HttpOTLPDouble()) as double:
         yield double
-    finally:
-        await double.stop()
 
 
 def _cfg(**raw: Any) -> Config:
@@ -43,12 +40,7 @@ def _cfg(**raw: Any) -> Config:
 
 async def _start(make_settings: Callable[..., Settings], cfg: Config, clock: FakeClock | None = None,
                  signals: frozenset[Signal] = frozenset(Signal)) -> OTLPHttpExporter:
-    kw: dict[str, Any] = {"rng": random.Random(5)}
-    if clock is not None:
-        kw.update(clock=clock, sleep=clock.sleep)
-    exp = OTLPHttpExporter(make_settings("otlphttp"), cfg, signals, **kw)
-    await exp.start(None)  # type: ignore[arg-type]
-    return exp
+    return await start_exporter(OTLPHttpExporter, make_settings("otlphttp"), cfg, signals, seed=5, clock=clock)
 
 
 def _value(exp: OTLPHttpExporter, name: str) -> float:
@@ -214,9 +206,7 @@ async def test_https_with_ca_file_and_skip_verify(certs: dict[str, Path],
                                                   make_settings: Callable[..., Settings]) -> None:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(certs["cert"], certs["key"])
-    backend = HttpOTLPDouble(ssl_context=ctx)
-    await backend.start()
-    try:
+    async with running(HttpOTLPDouble(ssl_context=ctx)) as backend:
         for tls in ({"ca_file": str(certs["ca"])}, {"insecure_skip_verify": True}):
             exp = await _start(make_settings, _cfg(endpoint=backend.base, tls=tls))
             try:
@@ -229,6 +219,4 @@ async def test_https_with_ca_file_and_skip_verify(certs: dict[str, Path],
                 await untrusted.consume_traces(make_traces(1))
         finally:
             await untrusted.shutdown()
-    finally:
-        await backend.stop()
     assert backend.calls == 2

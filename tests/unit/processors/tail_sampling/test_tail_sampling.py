@@ -14,6 +14,7 @@ from agent.components import lookup
 from agent.config.decode import decode
 from agent.errors import ConfigErrors, QueueFullError
 from agent.pdata import Traces, proto
+from agent.pdata.attributes import upsert_attr
 from agent.processors.tail_sampling.config import Config
 from agent.processors.tail_sampling.policies import fnv1a64
 from agent.processors.tail_sampling.processor import TailSamplingProcessor
@@ -60,16 +61,7 @@ def make(specs: list[dict[str, Any]]) -> Traces:
         if sp["error"]:
             s.status.code = proto.Status.STATUS_CODE_ERROR
         for k, v in sp["attrs"].items():
-            a = s.attributes.add()
-            a.key = k
-            if isinstance(v, bool):
-                a.value.bool_value = v
-            elif isinstance(v, int):
-                a.value.int_value = v
-            elif isinstance(v, float):
-                a.value.double_value = v
-            else:
-                a.value.string_value = v
+            upsert_attr(s.attributes, k, v)
     return Traces.parse(req.SerializeToString())
 
 
