@@ -6,7 +6,7 @@ User settings always win: any key given in ``OTEL_RESOURCE_ATTRIBUTES`` (or ``se
 =========================  =====================================================================
 attribute                  source (first set wins)
 =========================  =====================================================================
-``service.name``           ``K8S_CONTAINER_NAME``, ``CONTAINER_NAME``, else
+``service.name``           ``K8S_CONTAINER_NAME``, else
                            ``unknown_service:<program>`` (``sys.argv[0]``'s base name, e.g. ``uvicorn``)
 ``service.version``        ``SERVICE_VERSION``, ``APP_VERSION``, else ``unknown``
 ``deployment.environment.name``  ``DEPLOYMENT_ENVIRONMENT``, ``ENVIRONMENT``, else ``unknown``; also
@@ -18,7 +18,8 @@ attribute                  source (first set wins)
 ``k8s.pod.uid``            ``K8S_POD_UID``, ``POD_UID``
 ``k8s.namespace.name``     ``K8S_NAMESPACE_NAME``, ``K8S_NAMESPACE``, ``POD_NAMESPACE``, ``KUBERNETES_NAMESPACE``
 ``k8s.node.name``          ``K8S_NODE_NAME``, ``NODE_NAME``, ``KUBERNETES_NODE_NAME``
-``k8s.container.name``     ``K8S_CONTAINER_NAME``, ``CONTAINER_NAME``
+``k8s.container.name``     ``K8S_CONTAINER_NAME`` (not the generic ``CONTAINER_NAME``, which some
+                           runtimes set to unrelated values)
 ``host.name``              the host name
 ``process.pid``            the process id
 ``telemetry.distro.name``  ``otel-sidecar``
@@ -66,7 +67,7 @@ ENV_SOURCES: Final[Mapping[str, tuple[str, ...]]] = {
     "k8s.pod.uid": ("K8S_POD_UID", "POD_UID"),
     "k8s.namespace.name": ("K8S_NAMESPACE_NAME", "K8S_NAMESPACE", "POD_NAMESPACE", "KUBERNETES_NAMESPACE"),
     "k8s.node.name": ("K8S_NODE_NAME", "NODE_NAME", "KUBERNETES_NODE_NAME"),
-    "k8s.container.name": ("K8S_CONTAINER_NAME", "CONTAINER_NAME"),
+    "k8s.container.name": ("K8S_CONTAINER_NAME",),
     "service.version": ("SERVICE_VERSION", "APP_VERSION"),
     "deployment.environment.name": ("DEPLOYMENT_ENVIRONMENT", "ENVIRONMENT"),
 }

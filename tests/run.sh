@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 
-# Debian packages the tests drive for real (a real Prometheus, promtool, amtool).
-DEB_PACKAGES=(prometheus prometheus-alertmanager)
+# Debian packages the tests drive for real (a real Prometheus, promtool, amtool; PostgreSQL for the e2e tests).
+DEB_PACKAGES=(prometheus prometheus-alertmanager postgresql)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -18,108 +18,33 @@ Every wait is a poll with a deadline.
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import os
 import shutil
-import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from agent.config.loader import load
 from agent.config.model import build
 from agent.service import Service
+from tests import prom
+from tests.prom import PromServer
 
 pytestmark = pytest.mark.integration
 
-PROMETHEUS = os.environ.get("PROMETHEUS_BIN", "/usr/bin/prometheus")
-if not (os.path.exists(PROMETHEUS) and os.access(PROMETHEUS, os.X_OK)):  # pragma: no cover - CI installs it
-    pytest.skip(f"{PROMETHEUS} is not installed (Debian package 'prometheus')", allow_module_level=True)
+if not prom.available():  # pragma: no cover - CI installs it
+    pytest.skip(f"{prom.PROMETHEUS} is not installed (Debian package 'prometheus')", allow_module_level=True)
+
+query = prom.aquery
+eventually = prom.aeventually
+_values = prom.values
+_only = prom.only
 
 CYCLES = 3
 HIST_VALUES = [0.05, 0.3, 0.3, 0.3, 0.7]  # per cycle; median over all cycles lies in (0.1, 0.5]: 0.3
-
-
-@dataclass
-class PromServer:
-    port: int
-    proc: asyncio.subprocess.Process
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-async def _start_prometheus(tmp: Path, name: str, port: int, scrape: list[dict[str, Any]],
-                            flags: list[str]) -> PromServer:
-    cfg = {"global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-           "scrape_configs": scrape}
-    (tmp / f"{name}.yml").write_text(json.dumps(cfg))  # JSON is YAML
-    log = tmp / f"{name}.log"
-    with log.open("wb") as err:  # the child keeps its own copy of the descriptor
-        proc = await asyncio.create_subprocess_exec(
-            PROMETHEUS, f"--config.file={tmp / f'{name}.yml'}", f"--storage.tsdb.path={tmp / f'{name}-data'}",
-            f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn", *flags,
-            stdout=asyncio.subprocess.DEVNULL, stderr=err)
-    server = PromServer(port, proc, log)
-    deadline = time.monotonic() + 30
-    async with aiohttp.ClientSession() as session:
-        while True:
-            if proc.returncode is not None:
-                raise RuntimeError(f"prometheus {name} exited: {log.read_text()[-2000:]}")
-            try:
-                async with session.get(f"{server.url}/-/ready") as r:
-                    if r.status == 200:
-                        return server
-            except aiohttp.ClientError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"prometheus {name} not ready: {log.read_text()[-2000:]}")
-            await asyncio.sleep(0.1)
-
-
-async def _stop(server: PromServer) -> None:
-    if server.proc.returncode is None:
-        server.proc.terminate()
-        try:
-            await asyncio.wait_for(server.proc.wait(), 15)
-        except TimeoutError:
-            server.proc.kill()
-            await server.proc.wait()
-
-
-async def query(server: PromServer, promql: str) -> list[tuple[dict[str, str], float]]:
-    async with aiohttp.ClientSession() as session, session.get(f"{server.url}/api/v1/query",
-                                                               params={"query": promql}) as r:
-        body = await r.json()
-    assert body["status"] == "success", body
-    out = []
-    for item in body["data"]["result"]:
-        if "value" in item:
-            out.append((item["metric"], float(item["value"][1])))
-    return out
-
-
-async def eventually(server: PromServer, promql: str, check: Callable[[list[tuple[dict[str, str], float]]], bool],
-                     timeout: float = 30.0) -> list[tuple[dict[str, str], float]]:
-    deadline = time.monotonic() + timeout
-    result: list[tuple[dict[str, str], float]] = []
-    while time.monotonic() < deadline:
-        result = await query(server, promql)
-        if result and check(result):
-            return result
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"{promql!r} never satisfied the check; last result: {result}")
-
-
-def _values(result: list[tuple[dict[str, str], float]], key: str) -> dict[str, float]:
-    return {labels.get(key, ""): v for labels, v in result}
 
 
 def drive_sdk(endpoint: str) -> None:
@@ -204,17 +129,20 @@ service:
       exporters: [prometheus/text, prometheus/om, prometheus/native, prometheusremotewrite]
 """
     svc = Service(build(load([config], env={})), data_dir=str(tmp_path))
-    target = {"honor_labels": True}
     prom_a, prom_b = await asyncio.gather(
-        _start_prometheus(tmp_path, "a", ports["prom_a"], [
-            {"job_name": "text", **target,
-             "static_configs": [{"targets": [f"127.0.0.1:{ports['text']}"], "labels": {"exporter": "text"}}]},
-            {"job_name": "om", **target,
-             "static_configs": [{"targets": [f"127.0.0.1:{ports['om']}"], "labels": {"exporter": "om"}}]}], []),
-        _start_prometheus(tmp_path, "b", ports["prom_b"], [
-            {"job_name": "native", **target,
-             "static_configs": [{"targets": [f"127.0.0.1:{ports['native']}"], "labels": {"exporter": "native"}}]}],
-            ["--enable-feature=native-histograms", "--web.enable-remote-write-receiver"]))
+        asyncio.to_thread(prom.start, tmp_path, "a", ports["prom_a"], [
+            prom.static_scrape("text", f"127.0.0.1:{ports['text']}", {"exporter": "text"}),
+            prom.static_scrape("om", f"127.0.0.1:{ports['om']}", {"exporter": "om"})]),
+        asyncio.to_thread(prom.start, tmp_path, "b", ports["prom_b"], [
+            prom.static_scrape("native", f"127.0.0.1:{ports['native']}", {"exporter": "native"})],
+            ["--enable-feature=native-histograms", "--web.enable-remote-write-receiver"]),
+        return_exceptions=True)
+    started = [p for p in (prom_a, prom_b) if isinstance(p, PromServer)]
+    failed = [p for p in (prom_a, prom_b) if isinstance(p, BaseException)]
+    if failed:
+        await asyncio.gather(*(asyncio.to_thread(prom.stop, p) for p in started))
+        raise failed[0]
+    assert isinstance(prom_a, PromServer) and isinstance(prom_b, PromServer)
     try:
         await svc.start()
         try:
@@ -222,12 +150,7 @@ service:
         finally:
             await svc.shutdown()
     finally:
-        await asyncio.gather(_stop(prom_a), _stop(prom_b))
-
-
-def _only(result: list[tuple[dict[str, str], float]]) -> float:
-    assert len(result) == 1, result
-    return result[0][1]
+        await asyncio.gather(asyncio.to_thread(prom.stop, prom_a), asyncio.to_thread(prom.stop, prom_b))
 
 
 EXPECTED_REQUESTS = {"a": 1.0 * CYCLES, "b": 2.0 * CYCLES}

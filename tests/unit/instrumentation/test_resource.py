@@ -90,3 +90,10 @@ def test_user_environment_wins_through_the_sdk(monkeypatch: pytest.MonkeyPatch) 
     assert resource["deployment.environment"] == resource["deployment.environment.name"] == "prod"
     assert resource["k8s.node.name"] == "n/x"
     assert resource["k8s.pod.name"] == "auth-api-7d9f8-x2k4q"
+
+
+def test_generic_container_name_variable_is_not_trusted() -> None:
+    # Some runtimes set CONTAINER_NAME to unrelated values; it must not rename the service.
+    attrs = detect_resource_attributes({"CONTAINER_NAME": "sandbox-xyz"}, hostname="h", pid=1, program="uvicorn")
+    assert "k8s.container.name" not in attrs
+    assert attrs["service.name"] == "unknown_service:uvicorn"
