@@ -39,6 +39,8 @@ _REGISTRY: dict[Kind, dict[str, str]] = {
     },
     Kind.CONNECTOR: {
         "forward": "agent.connectors.forward.factory",
+        "span_metrics": "agent.connectors.span_metrics.factory",
+        "span_detectors": "agent.connectors.span_detectors.factory",
     },
     Kind.EXTENSION: {
         "health_check": "agent.extensions.health_check.factory",
@@ -69,7 +71,7 @@ NOT_IMPLEMENTED: dict[Kind, frozenset[str]] = {
     }),
     Kind.CONNECTOR: frozenset({
         "count", "servicegraph", "routing", "exceptions", "failover", "roundrobin", "sum",
-        "grafanacloud", "datadog", "signaltometrics", "otlpjson", "spanmetrics", "span_metrics",
+        "grafanacloud", "datadog", "signaltometrics", "otlpjson",
     }),
     Kind.EXTENSION: frozenset({
         "pprof", "zpages", "file_storage", "healthcheckv2", "bearertokenauth", "basicauth", "oauth2client",
