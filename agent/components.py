@@ -44,6 +44,7 @@ _REGISTRY: dict[Kind, dict[str, str]] = {
     },
     Kind.EXTENSION: {
         "health_check": "agent.extensions.health_check.factory",
+        "file_storage": "agent.extensions.file_storage.factory",
     },
 }
 
@@ -74,7 +75,7 @@ NOT_IMPLEMENTED: dict[Kind, frozenset[str]] = {
         "grafanacloud", "datadog", "signaltometrics", "otlpjson",
     }),
     Kind.EXTENSION: frozenset({
-        "pprof", "zpages", "file_storage", "healthcheckv2", "bearertokenauth", "basicauth", "oauth2client",
+        "pprof", "zpages", "healthcheckv2", "bearertokenauth", "basicauth", "oauth2client",
         "oidc", "headers_setter", "memory_limiter", "db_storage", "k8s_observer", "docker_observer",
         "host_observer", "jaegerremotesampling", "sigv4auth", "opamp", "ack", "cgroupruntime",
     }),

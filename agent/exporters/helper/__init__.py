@@ -3,6 +3,8 @@
 * :mod:`.config`: ``timeout``, ``retry_on_failure``, ``sending_queue`` (with
   ``batch``) config dataclasses, collector names and defaults.
 * :mod:`.queue`: :class:`BoundedQueue`, the sizer-bounded asyncio FIFO.
+* :mod:`.persistent`: :class:`PersistentQueue`, the same queue kept in a storage
+  extension (``sending_queue.storage: file_storage``), surviving restarts and crashes.
 * :mod:`.retry`: :class:`Backoff`, exponential backoff with jitter.
 * :mod:`.helper`: :class:`ExporterHelper`, queue -> batch -> retry -> timeout -> push.
 * :mod:`.base`: :class:`BaseExporter`, a component built around a ``push`` coroutine.
@@ -36,6 +38,7 @@ from agent.exporters.helper.config import (
     validate_timeout,
 )
 from agent.exporters.helper.helper import QUEUE_FULL_RETRY_AFTER, Clock, ExporterHelper, PushFn, SleepFn
+from agent.exporters.helper.persistent import PersistentQueue, StorageError
 from agent.exporters.helper.queue import BoundedQueue
 from agent.exporters.helper.retry import Backoff
 
@@ -50,10 +53,12 @@ __all__ = [
     "ExporterHelper",
     "HelperConfig",
     "PartitionConfig",
+    "PersistentQueue",
     "PushFn",
     "QueueConfig",
     "RetryConfig",
     "Sizer",
     "SleepFn",
+    "StorageError",
     "validate_timeout",
 ]

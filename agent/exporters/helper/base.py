@@ -7,10 +7,12 @@ and provides what the pipeline graph needs from an exporter: the three
 :meth:`BaseExporter.push` and, when it holds connections or files, the
 :meth:`BaseExporter.start_backend` / :meth:`BaseExporter.shutdown_backend` hooks.
 
-Ordering: ``start`` opens the backend before the queue workers run;
-``shutdown`` drains the helper (within ``shutdown_grace``) before closing the
-backend, so queued data can still be pushed. ``shutdown`` is idempotent, safe
-without ``start``, and a concurrent second call waits for the first.
+Ordering: ``start`` opens the backend, then the persistent queue if any (a
+failure there shuts the exporter down again before re-raising), then runs the
+queue workers; ``shutdown`` drains the helper (within ``shutdown_grace``)
+before closing the backend, so queued data can still be pushed. ``shutdown``
+is idempotent, safe without ``start``, and a concurrent second call waits for
+the first.
 """
 
 from __future__ import annotations
@@ -91,12 +93,16 @@ class BaseExporter(abc.ABC):
         await self.helper.consume(Signal.LOGS, ld)
 
     async def start(self, host: Host) -> None:
-        """Open the backend, then start the queue workers (idempotent)."""
+        """Open the backend, then the persistent queue if any, then start the queue workers (idempotent)."""
         if self._started:
             return
         self._started = True
         await self.start_backend(host)
-        await self.helper.start()
+        try:
+            await self.helper.start(host)
+        except BaseException:
+            await self.shutdown()  # the graph does not stop a component whose start failed
+            raise
 
     async def shutdown(self) -> None:
         """Drain the helper within ``shutdown_grace``, then close the backend (idempotent)."""

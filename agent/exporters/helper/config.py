@@ -12,11 +12,14 @@ exporter has no such block by default (``debug``: no queue unless the
 :class:`HelperConfig`, which is what :class:`~agent.exporters.helper.ExporterHelper`
 reads.
 
-Differences from the collector, each a clear validation error:
+``sending_queue.storage`` names a storage extension (``file_storage[/name]``)
+for a persistent queue; it must be a valid component id, and the extension
+must be listed in ``service.extensions`` (checked when the exporter starts, as
+the collector does); see :mod:`agent.exporters.helper.persistent`.
 
-* ``sending_queue.storage`` (persistent queue) is not implemented yet;
-* ``sending_queue.batch.partition.metadata_keys`` is not implemented (client
-  metadata is not propagated through the pipeline).
+Difference from the collector, a clear validation error:
+``sending_queue.batch.partition.metadata_keys`` is not implemented (client
+metadata is not propagated through the pipeline).
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from agent.component import ComponentID
 from agent.config.decode import Duration
+from agent.errors import ConfigError
 
 __all__ = [
     "BatchConfig",
@@ -157,7 +162,9 @@ class QueueConfig:
         blocking: deprecated alias of ``block_on_overflow``.
         wait_for_result: ``consume`` returns only once the data was sent (or
             raises its final error), instead of once it is queued.
-        storage: id of a storage extension for a persistent queue (not implemented).
+        storage: id of a storage extension (``file_storage``) holding the
+            queue on disk instead of in memory: the queue survives restarts and
+            crashes (see :mod:`agent.exporters.helper.persistent`).
         batch: exporter-side batching; absent: off, present (even empty): on.
     """
 
@@ -196,8 +203,11 @@ class QueueConfig:
             out.append(("num_consumers", "`num_consumers` must be positive"))
         if self.queue_size <= 0:
             out.append(("queue_size", "`queue_size` must be positive"))
-        if self.storage:
-            out.append(("storage", "persistent queue (storage) not implemented by otel-sidecar yet"))
+        if self.storage is not None:
+            try:
+                ComponentID.parse(self.storage)
+            except ConfigError as e:
+                out.append(("storage", e.message))
         if self.batch is not None:
             if self.batch.sizer is None and self.sizer == "requests":
                 out.append(("batch.sizer", "`batch` supports only `items` or `bytes` sizer, found \"requests\" "

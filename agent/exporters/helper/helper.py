@@ -21,6 +21,29 @@ Contract of ``consume_<signal>`` (see ``agent/consumer.py``):
   counted in ``send_failed`` as the collector does, logged at debug only).
 * After :meth:`ExporterHelper.shutdown` began: :class:`~agent.errors.ShutdownError`.
 
+Persistent queue (``sending_queue.storage: <extension id>``): each lane's queue
+is a :class:`~agent.exporters.helper.persistent.PersistentQueue` on a client of
+that storage extension (``file_storage``), opened by :meth:`ExporterHelper.start`
+(which fails, clearly, when the id is not an extension in ``service.extensions``
+or not a storage extension). Differences from the memory queue:
+
+* ``consume`` returns once the request is *written to the queue file* (see
+  that module); a failed write (disk full) is a retryable
+  :class:`~agent.exporters.helper.persistent.StorageError` counted in
+  ``otelcol_exporter_enqueue_failed_*``;
+* a request is *acknowledged*, i.e. removed from disk for good, only once it was
+  sent or dropped for good (permanent error, or retries exhausted after
+  ``max_elapsed_time``: the collector's semantics, so set it to 0 to retry for
+  as long as the queue has room); until then it is delivered again after a
+  restart, crash included (at least once);
+* records the recovery scan finds damaged are skipped and counted in
+  ``otelcol_exporter_queue_corrupted_records_total`` (``exporter``, ``data_type``);
+* shutdown does not drain: consumers stop taking data, a request in flight
+  gets its current attempt (within the grace period) but no retry, and
+  everything not sent stays on disk for the next start. Those requests are
+  *persisted*, not dropped: they are not counted in ``send_failed`` (a log line
+  at INFO says how many).
+
 Delivery invariants:
 
 * Every item taken into a queue ends in exactly one of
@@ -58,9 +81,9 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
-from agent.component import ComponentID, Settings, Signal
+from agent.component import ComponentID, Host, Kind, Settings, Signal
 from agent.config.decode import format_duration
 from agent.errors import (
     ConsumerError,
@@ -70,8 +93,10 @@ from agent.errors import (
     retry_after_of,
 )
 from agent.exporters.helper.config import BatchConfig, HelperConfig, QueueConfig, RetryConfig, Sizer
+from agent.exporters.helper.persistent import PersistentQueue, StorageError, StoredEntry
 from agent.exporters.helper.queue import BoundedQueue
 from agent.exporters.helper.retry import Backoff
+from agent.extensions.storage import StorageExtension
 from agent.pdata import Logs, Metrics, PData, Traces, new_for
 
 __all__ = ["QUEUE_FULL_RETRY_AFTER", "Clock", "ExporterHelper", "PushFn", "SleepFn"]
@@ -91,6 +116,8 @@ _FULL_REPORT_INTERVAL: Final = 10.0
 #: How long shutdown waits for cancelled tasks to unwind.
 _CANCEL_WAIT: Final = 1.0
 _MAX_ERROR_TEXT: Final = 300
+#: Records the batcher reads from a persistent queue at once.
+_BATCH_READ: Final = 64
 
 
 def size_of(sizer: Sizer, data: PData) -> int:
@@ -122,36 +149,46 @@ def as_consumer_error(err: BaseException) -> ConsumerError:
 
 
 class _Failure:
-    """Why a request was not delivered."""
+    """Why a request was not delivered.
 
-    __slots__ = ("error", "reason")
+    ``keep``: the request stays in its persistent queue (shutdown), neither
+    acknowledged nor counted as failed.
+    """
 
-    def __init__(self, reason: str, error: BaseException) -> None:
+    __slots__ = ("error", "keep", "reason")
+
+    def __init__(self, reason: str, error: BaseException, *, keep: bool = False) -> None:
         self.reason = reason
         self.error = error
+        self.keep = keep
 
 
 class _Request:
-    """One ``consume`` call's data while it is queued or being sent."""
+    """One ``consume`` call's data while it is queued or being sent.
 
-    __slots__ = ("data", "future", "items", "size")
+    ``seq``: its record in a persistent queue (None in a memory queue).
+    """
 
-    def __init__(self, data: PData, size: int, items: int) -> None:
+    __slots__ = ("data", "future", "items", "seq", "size")
+
+    def __init__(self, data: PData, size: int, items: int, seq: int | None = None) -> None:
         self.data: PData | None = data
         self.size = size
         self.items = items
+        self.seq = seq
         self.future: asyncio.Future[None] | None = None
 
 
 class _Group:
     """Requests sent together (one, or a merged batch), finished when all units are settled."""
 
-    __slots__ = ("error", "remaining", "requests")
+    __slots__ = ("error", "keep", "remaining", "requests")
 
     def __init__(self, requests: list[_Request], units: int) -> None:
         self.requests = requests
         self.remaining = units
         self.error: BaseException | None = None
+        self.keep = False
 
 
 class _Unit:
@@ -166,16 +203,57 @@ class _Unit:
         self.settled = False
 
 
+class _Source(Protocol):
+    """Where workers take requests from: a memory queue or a persistent one."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    async def get(self) -> _Request | None: ...
+
+    def get_nowait(self) -> _Request | None: ...
+
+
+class _StoreSource:
+    """A :class:`PersistentQueue` seen as a :class:`_Source` of requests."""
+
+    __slots__ = ("store",)
+
+    def __init__(self, store: PersistentQueue) -> None:
+        self.store = store
+
+    @property
+    def closed(self) -> bool:
+        return self.store.closed
+
+    async def get(self) -> _Request | None:
+        return _request_of(await self.store.get())
+
+    def get_nowait(self) -> _Request | None:
+        return _request_of(self.store.get_nowait())
+
+
+def _request_of(entry: StoredEntry | None) -> _Request | None:
+    if entry is None:
+        return None
+    req = _Request(entry.data, entry.size, entry.items, entry.seq)
+    req.future = entry.waiter
+    return req
+
+
 class _Lane:
     """Per-signal queue, workers and bookkeeping."""
 
-    __slots__ = ("batch", "consumers", "full_refusals", "full_reported_at", "pending", "queue", "signal",
-                 "tasks", "units")
+    __slots__ = ("batch", "consumers", "full_refusals", "full_reported_at", "pending", "persistent", "queue",
+                 "signal", "store", "store_refusals", "store_reported_at", "tasks", "units")
 
     def __init__(self, signal: Signal, queue: BoundedQueue[_Request] | None, batch: BatchConfig | None,
-                 consumers: int) -> None:
+                 consumers: int, *, persistent: bool = False) -> None:
         self.signal = signal
         self.queue = queue
+        #: The persistent queue (``sending_queue.storage``), once opened by ``start``.
+        self.store: PersistentQueue | None = None
+        self.persistent = persistent
         self.batch = batch
         self.consumers = consumers
         self.tasks: set[asyncio.Task[None]] = set()
@@ -185,6 +263,19 @@ class _Lane:
         self.pending: list[_Request] = []
         self.full_refusals = 0
         self.full_reported_at = -math.inf
+        self.store_refusals = 0
+        self.store_reported_at = -math.inf
+
+    def size(self) -> int:
+        """Capacity in use (queued plus in flight)."""
+        if self.store is not None:
+            return self.store.size
+        return self.queue.size if self.queue is not None else 0
+
+    def source(self) -> _Source | None:
+        if self.store is not None:
+            return _StoreSource(self.store)
+        return self.queue
 
 
 class ExporterHelper:
@@ -226,13 +317,19 @@ class ExporterHelper:
         qc = self._queue_cfg
         if qc is not None and qc.blocking:
             self._log.warning("sending_queue.blocking is deprecated; use sending_queue.block_on_overflow.")
+        self._storage: ComponentID | None = None
+        if qc is not None and qc.storage:
+            self._storage = ComponentID.parse(qc.storage, f"exporters.{settings.id}.sending_queue.storage")
+        self._telemetry = telemetry
         for signal in sorted(set(signals)):
             q: BoundedQueue[_Request] | None = None
-            if qc is not None:
+            if qc is not None and self._storage is None:
                 q = BoundedQueue(qc.queue_size)
-                telemetry.queue_gauges(settings.id, signal.value, _size_reader(q), q.capacity)
-            self._lanes[signal] = _Lane(signal, q, qc.batch if qc is not None else None,
-                                        qc.num_consumers if qc is not None else 0)
+            lane = _Lane(signal, q, qc.batch if qc is not None else None,
+                         qc.num_consumers if qc is not None else 0, persistent=self._storage is not None)
+            if qc is not None:
+                telemetry.queue_gauges(settings.id, signal.value, _size_reader(lane), qc.queue_size)
+            self._lanes[signal] = lane
         self._started = False
         self._closed = False
         self._draining = False
@@ -251,10 +348,14 @@ class ExporterHelper:
         """True when ``consume`` enqueues (the sending queue is enabled)."""
         return self._queue_cfg is not None
 
+    @property
+    def persistent(self) -> bool:
+        """True when the queue is kept in a storage extension (``sending_queue.storage``)."""
+        return self._storage is not None
+
     def queue_size(self, signal: Signal) -> int:
         """Capacity in use in ``signal``'s queue (queued plus in flight); 0 without a queue."""
-        q = self._lane(signal).queue
-        return q.size if q is not None else 0
+        return self._lane(signal).size()
 
     # -- consumer interface ---------------------------------------------------------------
     async def consume_traces(self, td: Traces) -> None:
@@ -282,7 +383,9 @@ class ExporterHelper:
         lane = self._lane(signal)
         if self._closed:
             raise ShutdownError(f"exporter {self._id} is shutting down")
-        if lane.queue is None:
+        if lane.persistent:
+            await self._enqueue_persistent(lane, data)
+        elif lane.queue is None:
             await self._send_inline(signal, data)
         else:
             await self._enqueue(lane, lane.queue, data)
@@ -333,6 +436,46 @@ class ExporterHelper:
         if req.future is not None:
             await req.future
 
+    async def _enqueue_persistent(self, lane: _Lane, data: PData) -> None:
+        qc = self._queue_cfg
+        assert qc is not None
+        store = lane.store
+        if store is None:
+            raise ShutdownError(f"exporter {self._id} has not started its persistent queue")
+        signal = lane.signal
+        size = size_of(qc.queue_sizer, data)
+        if size == 0:
+            return
+        items = data.item_count
+        if size > store.capacity:
+            self._obs.enqueue_failed(signal, items)
+            raise PermanentError(f"request of {size} {qc.queue_sizer} exceeds the sending queue capacity "
+                                 f"of exporter {self._id} ({store.capacity} {qc.queue_sizer})")
+        waiter = asyncio.get_running_loop().create_future() if qc.wait_for_result else None
+        try:
+            ok = await store.put(data, size, block=qc.blocks, waiter=waiter)
+        except StorageError:
+            self._obs.enqueue_failed(signal, items)
+            self._report_storage(lane)
+            raise
+        if not ok:
+            self._obs.enqueue_failed(signal, items)
+            self._report_full(lane)
+            raise QueueFullError(f"sending queue of exporter {self._id} is full",
+                                 retry_after=QUEUE_FULL_RETRY_AFTER)
+        if waiter is not None:
+            await waiter
+
+    def _report_storage(self, lane: _Lane) -> None:
+        lane.store_refusals += 1
+        now = self._clock()
+        if now - lane.store_reported_at >= _FULL_REPORT_INTERVAL:
+            self._log.warning("Persistent sending queue cannot write; refusing %s (%d refusals since the last "
+                              "report).", lane.signal.value, lane.store_refusals,
+                              extra={"signal": lane.signal.value, "refusals": lane.store_refusals})
+            lane.store_refusals = 0
+            lane.store_reported_at = now
+
     def _report_full(self, lane: _Lane) -> None:
         lane.full_refusals += 1
         now = self._clock()
@@ -344,19 +487,73 @@ class ExporterHelper:
             lane.full_reported_at = now
 
     # -- lifecycle ------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Start the queue workers (and batchers). Idempotent; a no-op after shutdown."""
+    async def start(self, host: Host | None = None) -> None:
+        """Open the persistent queues (if any), then start the queue workers (and batchers).
+
+        Idempotent; a no-op after shutdown.
+
+        Raises:
+            RuntimeError: ``sending_queue.storage`` names no started storage
+                extension (``host`` None counts as none), or a queue cannot be opened.
+        """
         if self._started or self._closed:
             return
+        if self._storage is not None:
+            await self._open_stores(host)
         self._started = True
         for lane in self._lanes.values():
-            if lane.queue is None:
+            source = lane.source()
+            if source is None:
                 continue
             if lane.batch is not None:
-                self._spawn(lane, self._batcher(lane, lane.queue, lane.batch), "batcher")
+                self._spawn(lane, self._batcher(lane, source, lane.batch), "batcher")
             else:
                 for i in range(lane.consumers):
-                    self._spawn(lane, self._worker(lane, lane.queue), f"consumer-{i}")
+                    self._spawn(lane, self._worker(lane, source), f"consumer-{i}")
+
+    async def _open_stores(self, host: Host | None) -> None:
+        sid = self._storage
+        qc = self._queue_cfg
+        assert sid is not None and qc is not None
+        where = f"exporter {self._id}: sending_queue.storage"
+        ext = host.get_extension(sid) if host is not None else None
+        if ext is None:
+            raise RuntimeError(f"{where}: storage extension {str(sid)!r} is not configured; define it under "
+                               f"extensions and list it in service.extensions")
+        if not isinstance(ext, StorageExtension):
+            raise RuntimeError(f"{where}: extension {str(sid)!r} is not a storage extension")
+        corrupted = self._telemetry.counter(
+            "otelcol_exporter_queue_corrupted_records",
+            "Number of damaged records (cut short or failing their checksum) skipped in persistent queues.",
+            ("exporter", "data_type"))
+        opened: list[PersistentQueue] = []
+        try:
+            for lane in self._lanes.values():
+                client = ext.get_client(Kind.EXPORTER, self._id, lane.signal.value)
+                store = PersistentQueue(
+                    client, lane.signal, qc.queue_sizer, qc.queue_size,
+                    read_batch=_BATCH_READ if lane.batch is not None else lane.consumers,
+                    greedy=lane.batch is not None, logger=self._log,
+                    on_corrupted=corrupted.labels(str(self._id), lane.signal.value).inc)
+                try:
+                    rec = await store.open()
+                except Exception as e:
+                    await asyncio.to_thread(client.close)
+                    raise RuntimeError(f"{where}: cannot open the {lane.signal.value} queue: {e}") from e
+                opened.append(store)
+                lane.store = store
+                if rec.records or rec.corrupted or not rec.state_valid:
+                    self._log.info(
+                        "Persistent queue recovered %d requests (%d %s) from an earlier run; %d damaged records "
+                        "skipped.", rec.records, rec.items, lane.signal.item_name, rec.corrupted,
+                        extra={"signal": lane.signal.value, "requests": rec.records, "items": rec.items,
+                               "corrupted_records": rec.corrupted, "state_valid": rec.state_valid})
+        except BaseException:
+            for store in opened:
+                await store.aclose()
+            for lane in self._lanes.values():
+                lane.store = None
+            raise
 
     async def shutdown(self) -> None:
         """Stop accepting, drain within ``shutdown_grace``, then drop and count the rest.
@@ -375,6 +572,8 @@ class ExporterHelper:
         for lane in self._lanes.values():
             if lane.queue is not None:
                 lane.queue.close()
+            if lane.store is not None:
+                lane.store.close()
         loop = asyncio.get_running_loop()
         hard_deadline = loop.time() + self._grace
         while True:
@@ -392,6 +591,19 @@ class ExporterHelper:
                 self._log.warning("%d export tasks did not stop when cancelled.", len(stuck))
         for lane in self._lanes.values():
             self._drop_leftovers(lane)
+        for lane in self._lanes.values():
+            if lane.store is not None:
+                await self._close_store(lane, lane.store)
+
+    async def _close_store(self, lane: _Lane, store: PersistentQueue) -> None:
+        try:
+            await store.aclose()
+        except Exception:
+            self._log.exception("Persistent queue failed to close cleanly.", extra={"signal": lane.signal.value})
+        if store.records:
+            self._log.info("Persistent queue keeps %d requests (%d %s) for the next start.", store.records,
+                           store.items, lane.signal.item_name,
+                           extra={"signal": lane.signal.value, "requests": store.records, "items": store.items})
 
     def _spawn(self, lane: _Lane, coro: Coroutine[Any, Any, None], role: str) -> None:
         task = asyncio.create_task(coro, name=f"exporter {self._id} {lane.signal.value} {role}")
@@ -407,7 +619,7 @@ class ExporterHelper:
         return done
 
     # -- workers ----------------------------------------------------------------------------
-    async def _worker(self, lane: _Lane, q: BoundedQueue[_Request]) -> None:
+    async def _worker(self, lane: _Lane, q: _Source) -> None:
         while True:
             req = await q.get()
             if req is None:
@@ -417,7 +629,7 @@ class ExporterHelper:
             lane.units.add(unit)
             await self._run(lane, unit)
 
-    async def _batcher(self, lane: _Lane, q: BoundedQueue[_Request], cfg: BatchConfig) -> None:
+    async def _batcher(self, lane: _Lane, q: _Source, cfg: BatchConfig) -> None:
         qc = self._queue_cfg
         assert qc is not None
         sizer = qc.batch_sizer
@@ -429,6 +641,8 @@ class ExporterHelper:
         while True:
             req = q.get_nowait()
             if req is None:
+                if q.closed and lane.persistent:
+                    return  # not drained: what was taken stays unacknowledged, on disk
                 if pending and (q.closed or loop.time() >= deadline):
                     await self._flush(lane, consumers)
                     pending_size = 0
@@ -491,16 +705,19 @@ class ExporterHelper:
 
     async def _run(self, lane: _Lane, unit: _Unit) -> None:
         assert unit.data is not None
-        result = await self._send(lane.signal, unit.data)
+        result = await self._send(lane.signal, unit.data, persistent=lane.persistent)
         if isinstance(result, int):
             self._settle(lane, unit, None, rejected=result)
         else:
             self._settle(lane, unit, result)
 
     # -- retry and timeout -----------------------------------------------------------------
-    async def _send(self, signal: Signal, data: PData) -> _Failure | int:
+    async def _send(self, signal: Signal, data: PData, *, persistent: bool = False) -> _Failure | int:
         """Push with retries. Returns the number of items the backend rejected in a
-        partial success (0 normally) when sent, else why it was given up."""
+        partial success (0 normally) when sent, else why it was given up.
+
+        ``persistent``: once shutdown has begun, a retryable failure leaves the
+        request in its persistent queue instead of retrying (``keep``)."""
         retry = self._retry
         backoff: Backoff | None = None
         deadline = math.inf
@@ -513,6 +730,8 @@ class ExporterHelper:
                 return _Failure("permanent error", e)
             except Exception as e:
                 err: Exception = e
+            if persistent and self._draining:
+                return _Failure("shutdown, left in the persistent queue", err, keep=True)
             if retry is None:
                 return _Failure("not retried, retry_on_failure is disabled", err)
             if backoff is None:
@@ -526,7 +745,9 @@ class ExporterHelper:
             self._log.info("Exporting failed. Will retry the request after %s: %s.",
                            format_duration(round(delay, 3)), describe_error(err),
                            extra={"signal": signal.value, "interval_seconds": round(delay, 3)})
-            if not await self._backoff_sleep(delay, wake_at):
+            if not await self._backoff_sleep(delay, wake_at, persistent=persistent):
+                if persistent:
+                    return _Failure("shutdown, left in the persistent queue", err, keep=True)
                 return _Failure("shutdown, the next retry would miss the shutdown grace period", err)
 
     async def _attempt(self, signal: Signal, data: PData) -> int:
@@ -546,8 +767,9 @@ class ExporterHelper:
         finally:
             self._in_flight.dec()
 
-    async def _backoff_sleep(self, delay: float, wake_at: float) -> bool:
-        """Wait before a retry. Returns False when shutdown makes the retry pointless."""
+    async def _backoff_sleep(self, delay: float, wake_at: float, *, persistent: bool = False) -> bool:
+        """Wait before a retry. Returns False when shutdown makes the retry pointless
+        (always, for a persistent queue: the request waits on disk instead)."""
         if self._draining:
             await self._sleep(delay)  # the caller checked that it ends before the drain deadline
             return True
@@ -562,7 +784,7 @@ class ExporterHelper:
             sleeper.result()
             return True
         # Shutdown began during the wait: keep waiting only if the retry still fits the grace period.
-        if wake_at > self._drain_deadline:
+        if persistent or wake_at > self._drain_deadline:
             return False
         remaining = wake_at - self._clock()
         if remaining > 0:
@@ -577,29 +799,38 @@ class ExporterHelper:
         unit.settled = True
         unit.data = None
         lane.units.discard(unit)
+        group = unit.group
         if failure is None:
             rejected = min(rejected, unit.items)
             self._obs.sent(lane.signal, unit.items - rejected)
             if rejected:
                 self._obs.send_failed(lane.signal, rejected)
+        elif failure.keep:
+            group.keep = True  # persisted for the next start: neither failed nor acknowledged
         else:
             self._obs.send_failed(lane.signal, unit.items)
             if log:
                 self._log_drop(lane.signal, unit.items, failure)
-        group = unit.group
         if failure is not None and group.error is None:
             group.error = failure.error
         group.remaining -= 1
         if group.remaining == 0:
-            self._finish(lane, group.requests, group.error, release=True)
+            self._finish(lane, group.requests, group.error, release=True, keep=group.keep)
 
-    def _finish(self, lane: _Lane, reqs: list[_Request], error: BaseException | None, *, release: bool) -> None:
-        """Free the requests' queue room and resolve their ``wait_for_result`` futures."""
+    def _finish(self, lane: _Lane, reqs: list[_Request], error: BaseException | None, *, release: bool,
+                keep: bool = False) -> None:
+        """Free the requests' queue room (a persistent queue: acknowledge them, unless
+        ``keep``) and resolve their ``wait_for_result`` futures."""
         q = lane.queue
+        store = lane.store
         for r in reqs:
+            if release:
+                if store is not None and r.seq is not None:
+                    if not keep:
+                        store.ack(r.seq, r.size, r.items)
+                elif q is not None:
+                    q.release(r.size)
             r.data = None
-            if release and q is not None:
-                q.release(r.size)
             f = r.future
             if f is not None and not f.done():
                 if error is None:
@@ -608,7 +839,18 @@ class ExporterHelper:
                     f.set_exception(as_consumer_error(error))
 
     def _drop_leftovers(self, lane: _Lane) -> None:
-        """After the drain deadline: count everything not delivered as failed, log once."""
+        """After the drain deadline: count everything not delivered as failed, log once.
+
+        A persistent lane drops nothing: what is left stays unacknowledged on disk."""
+        if lane.persistent:
+            kept = _Failure("shutdown", ShutdownError("the request was left in the persistent queue for the "
+                                                      "next start"), keep=True)
+            for unit in list(lane.units):
+                self._settle(lane, unit, kept, log=False)
+            if lane.pending:
+                self._finish(lane, list(lane.pending), kept.error, release=True, keep=True)
+                lane.pending.clear()
+            return
         failure = _Failure("shutdown", ShutdownError(f"exporter {self._id} stopped before the data was sent"))
         dropped = 0
         for unit in list(lane.units):
@@ -637,5 +879,5 @@ class ExporterHelper:
                         extra={"signal": signal.value, "dropped_items": items, "reason": failure.reason})
 
 
-def _size_reader(q: BoundedQueue[Any]) -> Callable[[], float]:
-    return lambda: float(q.size)
+def _size_reader(lane: _Lane) -> Callable[[], float]:
+    return lambda: float(lane.size())

@@ -60,10 +60,11 @@ def test_batch_sizer_defaults_to_items_unless_the_queue_sizer_is_set() -> None:
     assert "only `items` or `bytes`" in errors_of({"endpoint": "x", "sending_queue": {"batch": {"sizer": "requests"}}})
 
 
-def test_persistent_queue_is_refused_clearly() -> None:
-    text = errors_of({"endpoint": "x", "sending_queue": {"storage": "file_storage"}})
-    assert "exporters.otlp.sending_queue.storage: persistent queue (storage) not implemented by otel-sidecar yet" \
-        in text
+def test_persistent_queue_storage_takes_an_extension_id() -> None:
+    cfg = decode(OtlpLike, {"endpoint": "x", "sending_queue": {"storage": "file_storage/queues"}})
+    assert cfg.sending_queue.storage == "file_storage/queues"
+    text = errors_of({"endpoint": "x", "sending_queue": {"storage": "file_storage/"}})
+    assert "exporters.otlp.sending_queue.storage: component id 'file_storage/' has an empty name" in text
 
 
 def test_partition_by_metadata_is_refused_clearly() -> None:
