@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,7 +98,17 @@ class Sampler:
         self._t.join()
 
 
-async def _load_grpc(port: int, kind: str, body: bytes, seconds: float, inflight: int, max_requests: int) -> int:
+#: One pre-encoded request sent again and again, or several sent in turn.
+Bodies = bytes | Sequence[bytes]
+
+
+def _cycle(body: Bodies) -> list[bytes]:
+    return [body] if isinstance(body, bytes) else list(body)
+
+
+async def _load_grpc(port: int, kind: str, body: Bodies, seconds: float, inflight: int, max_requests: int) -> int:
+    """Send ``body`` (several: in turn) from ``inflight`` workers for ``seconds``; return the requests accepted."""
+    bodies = _cycle(body)
     done = 0
     deadline = time.monotonic() + seconds
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 64 << 20)]) as ch:
@@ -106,7 +118,7 @@ async def _load_grpc(port: int, kind: str, body: bytes, seconds: float, inflight
             nonlocal done
             while time.monotonic() < deadline and done < max_requests:
                 try:
-                    await call(body, timeout=30)
+                    await call(bodies[done % len(bodies)], timeout=30)
                     done += 1
                 except grpc.aio.AioRpcError as e:
                     if e.code() == grpc.StatusCode.UNAVAILABLE:  # refused (memory/queue): back off, not counted
@@ -118,7 +130,9 @@ async def _load_grpc(port: int, kind: str, body: bytes, seconds: float, inflight
     return done
 
 
-async def _load_http(port: int, kind: str, body: bytes, seconds: float, inflight: int, max_requests: int) -> int:
+async def _load_http(port: int, kind: str, body: Bodies, seconds: float, inflight: int, max_requests: int) -> int:
+    """:func:`_load_grpc` over OTLP/HTTP (protobuf)."""
+    bodies = _cycle(body)
     done = 0
     deadline = time.monotonic() + seconds
     url = f"http://127.0.0.1:{port}/v1/{kind}"
@@ -127,7 +141,7 @@ async def _load_http(port: int, kind: str, body: bytes, seconds: float, inflight
         async def worker() -> None:
             nonlocal done
             while time.monotonic() < deadline and done < max_requests:
-                async with s.post(url, data=body, headers=headers) as r:
+                async with s.post(url, data=bodies[done % len(bodies)], headers=headers) as r:
                     await r.read()
                     if r.status == 200:
                         done += 1
@@ -140,7 +154,8 @@ async def _load_http(port: int, kind: str, body: bytes, seconds: float, inflight
     return done
 
 
-def measure(pid: int, transport: str, port: int, kind: str, body: bytes, seconds: float, inflight: int) -> Result:
+def measure(pid: int, transport: str, port: int, kind: str, body: Bodies, seconds: float, inflight: int) -> Result:
+    """Warm up, then load ``port`` for ``seconds`` and give the server 0.3 s to finish; its CPU and peak RSS."""
     fn = _load_grpc if transport == "grpc" else _load_http
     asyncio.run(fn(port, kind, body, 0.5, inflight, 200))  # warm-up
     with Sampler(pid) as s:
@@ -165,17 +180,32 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> 
     raise SystemExit("server did not start")
 
 
-def sidecar_config(tmp: Path, g: int, h: int, exporter: str) -> str:
-    exp = (f"file: {{path: '{tmp}/out.jsonl'}}" if exporter == "file"
-           else "debug: {verbosity: basic}")
-    name = exporter
+def otlp_receivers(g: int, h: int) -> str:
+    """The benchmarks' ``receivers:`` section: the otlp receiver on gRPC port ``g`` and HTTP port ``h``."""
     return f"""
 receivers:
   otlp:
     protocols:
       grpc: {{endpoint: "127.0.0.1:{g}", max_recv_msg_size_mib: 64}}
       http: {{endpoint: "127.0.0.1:{h}"}}
-processors:
+"""
+
+
+def baseline_command(g: int, h: int) -> list[str]:
+    """The decode-only baseline server's command line."""
+    return [sys.executable, str(ROOT / "bench" / "baseline_server.py"), str(g), str(h)]
+
+
+def sidecar_command(config: Path) -> list[str]:
+    """otel-sidecar's command line with the config file ``config``."""
+    return [sys.executable, "-m", "agent", "--config", str(config)]
+
+
+def sidecar_config(tmp: Path, g: int, h: int, exporter: str) -> str:
+    exp = (f"file: {{path: '{tmp}/out.jsonl'}}" if exporter == "file"
+           else "debug: {verbosity: basic}")
+    name = exporter
+    return otlp_receivers(g, h) + f"""processors:
   batch: {{}}
 exporters:
   {exp}
@@ -200,6 +230,20 @@ def run_server(cmd: list[str], grpc_port: int) -> subprocess.Popen[bytes]:
     return proc
 
 
+@contextlib.contextmanager
+def running(cmd: list[str], port: int, cpu: int = 0) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``cmd`` (output discarded, from the repository root) pinned to ``cpu`` once ``port`` accepts
+    connections; terminate it at the end of the block."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    pin(proc.pid, cpu)
+    try:
+        wait_port(port, proc)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=4.0)
@@ -215,21 +259,17 @@ def main() -> None:
         for server in ("baseline", "sidecar"):
             g, h = free_port(), free_port()
             if server == "baseline":
-                cmd = [sys.executable, str(ROOT / "bench" / "baseline_server.py"), str(g), str(h)]
+                cmd = baseline_command(g, h)
             else:
                 cfg = Path(tmp) / "bench.yaml"
                 cfg.write_text(sidecar_config(Path(tmp), g, h, args.exporter))
-                cmd = [sys.executable, "-m", "agent", "--config", str(cfg)]
-            proc = run_server(cmd, g)
-            try:
+                cmd = sidecar_command(cfg)
+            with running(cmd, g) as proc:
                 for kind in signals:
                     for transport in ("grpc", "http"):
                         port = g if transport == "grpc" else h
                         r = measure(proc.pid, transport, port, kind, bodies[kind], args.seconds, args.inflight)
                         rows.append((server, kind, transport, r))
-            finally:
-                proc.terminate()
-                proc.wait(30)
     base = {(k, t): r for s, k, t, r in rows if s == "baseline"}
     print(f"payloads: traces {len(bodies['traces'])} B/512 spans, metrics {len(bodies['metrics'])} B/200 points, "
           f"logs {len(bodies['logs'])} B/512 records; {args.inflight} requests in flight; exporter={args.exporter}")

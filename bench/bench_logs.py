@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -110,13 +109,7 @@ def core(seconds: float) -> list[tuple[str, float, int]]:
 # -- parts 2 and 3: servers under load --------------------------------------------------------------
 def sidecar_config(g: int, h: int, metrics: int, loki: int, encoding: str, redaction: bool) -> str:
     procs = "[redaction, batch]" if redaction else "[batch]"
-    return f"""
-receivers:
-  otlp:
-    protocols:
-      grpc: {{endpoint: "127.0.0.1:{g}", max_recv_msg_size_mib: 64}}
-      http: {{endpoint: "127.0.0.1:{h}"}}
-processors:
+    return bench_core.otlp_receivers(g, h) + f"""processors:
   batch: {{send_batch_size: 8192, timeout: 200ms}}
   redaction:
     allow_all_keys: true
@@ -181,21 +174,13 @@ def main() -> None:
 
     rows: list[tuple[str, str, bench_core.Result]] = []
     loki_port = bench_core.free_port()
-    loki = subprocess.Popen([sys.executable, __file__, "--serve-null-loki", str(loki_port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    bench_core.pin(loki.pid, 1)
-    try:
-        bench_core.wait_port(loki_port, loki)
+    with bench_core.running([sys.executable, __file__, "--serve-null-loki", str(loki_port)], loki_port, cpu=1):
         g, h = bench_core.free_port(), bench_core.free_port()
-        proc = bench_core.run_server([sys.executable, str(ROOT / "bench" / "baseline_server.py"), str(g), str(h)], g)
-        try:
+        with bench_core.running(bench_core.baseline_command(g, h), g) as proc:
             for transport in transports:
                 r = bench_core.measure(proc.pid, transport, g if transport == "grpc" else h, "logs", body,
                                        args.seconds, args.inflight)
                 rows.append(("decode-only baseline", transport, r))
-        finally:
-            proc.terminate()
-            proc.wait(30)
         with tempfile.TemporaryDirectory() as tmp:
             for name, encoding, redaction in (("sidecar -> loki protobuf", "protobuf", False),
                                               ("sidecar -> loki json", "json", False),
@@ -203,19 +188,12 @@ def main() -> None:
                 g, h, mp = bench_core.free_port(), bench_core.free_port(), bench_core.free_port()
                 cfg = Path(tmp) / "bench.yaml"
                 cfg.write_text(sidecar_config(g, h, mp, loki_port, encoding, redaction))
-                proc = bench_core.run_server([sys.executable, "-m", "agent", "--config", str(cfg)], g)
-                try:
+                with bench_core.running(bench_core.sidecar_command(cfg), g) as proc:
                     bench_core.wait_port(mp, proc)
                     for transport in transports:
                         port = g if transport == "grpc" else h
                         rows.append((name, transport,
                                      measure_sidecar(proc.pid, transport, port, mp, body, args.seconds, args.inflight)))
-                finally:
-                    proc.terminate()
-                    proc.wait(30)
-    finally:
-        loki.terminate()
-        loki.wait(30)
 
     print(f"payload: {len(body)} B / {RECORDS} log records (payloads.logs); {args.inflight} requests in flight; "
           f"{os.cpu_count()} CPUs")

@@ -31,7 +31,6 @@ Bounded: every phase stops after --seconds (and 20,000 requests); loopback only.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import random
@@ -42,7 +41,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_core
-import grpc
 import payloads
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -70,16 +68,10 @@ DETECTORS = """
 def sidecar_config(g: int, h: int, name: str) -> str:
     connectors = {"receive": [], "span_metrics": ["span_metrics"], "detectors": ["span_detectors"],
                   "both": ["span_metrics", "span_detectors"]}[name]
-    head = f"""
-receivers:
-  otlp:
-    protocols:
-      grpc: {{endpoint: "127.0.0.1:{g}", max_recv_msg_size_mib: 64}}
-      http: {{endpoint: "127.0.0.1:{h}"}}
-exporters:
-  debug: {{verbosity: basic}}
+    head = bench_core.otlp_receivers(g, h) + """exporters:
+  debug: {verbosity: basic}
 service:
-  telemetry: {{logs: {{level: warn}}, metrics: {{level: none}}}}
+  telemetry: {logs: {level: warn}, metrics: {level: none}}
   pipelines:
 """
     if not connectors:
@@ -90,15 +82,6 @@ service:
         out += "    logs: {receivers: [span_detectors], exporters: [debug]}\n"
     blocks = {"span_metrics": SPAN_METRICS, "span_detectors": DETECTORS}
     return out + "connectors:" + "".join(blocks[c] for c in connectors) + "\n"
-
-
-def _kv(attrs, key, value):  # type: ignore[no-untyped-def]
-    kv = attrs.add()
-    kv.key = key
-    if isinstance(value, int):
-        kv.value.int_value = value
-    else:
-        kv.value.string_value = value
 
 
 _STATEMENTS = [
@@ -116,10 +99,7 @@ def whole_traces(n_traces: int = 64, seed: int = 3) -> bytes:
     rnd = random.Random(seed)
     req = ExportTraceServiceRequest()
     rs = req.resource_spans.add()
-    for k, v in [("service.name", "auth-api"), ("service.version", "1.4.2"), ("service.instance.id", "pod-7d9f"),
-                 ("deployment.environment", "prod"), ("k8s.pod.name", "auth-api-7d9f"),
-                 ("k8s.namespace.name", "auth"), ("host.name", "node-3"), ("telemetry.sdk.language", "python")]:
-        _kv(rs.resource.attributes, k, v)
+    payloads._resource(rs.resource)
     web, db = rs.scope_spans.add(), rs.scope_spans.add()
     web.scope.name = "opentelemetry.instrumentation.fastapi"
     db.scope.name = "opentelemetry.instrumentation.sqlalchemy"
@@ -141,7 +121,7 @@ def whole_traces(n_traces: int = 64, seed: int = 3) -> bytes:
                          ("server.address", "postgres"), ("server.port", 5432), ("network.peer.address", "10.0.9.4"),
                          ("db.response.returned_rows", 1), ("db.client.connection.pool.name", "default"),
                          ("network.peer.port", 5432), ("db.operation.name", "SELECT auth")]:
-                _kv(s.attributes, k, v)
+                payloads._kv(s.attributes, k, v)
         for kind, span_id, parent, name in ((1, inner_id, root_id, f"GET {route} http send"),
                                             (2, root_id, b"", f"GET {route}")):
             s = web.spans.add()
@@ -153,44 +133,13 @@ def whole_traces(n_traces: int = 64, seed: int = 3) -> bytes:
                          ("url.scheme", "http"), ("server.address", "auth-api"), ("server.port", 8000),
                          ("http.response.status_code", 200), ("user_agent.original", payloads._UA),
                          ("client.address", "10.0.3.17"), ("network.protocol.version", "1.1")]:
-                _kv(s.attributes, k, v)
+                payloads._kv(s.attributes, k, v)
     return req.SerializeToString()
 
 
-async def _load_cycle(port: int, bodies: list[bytes], seconds: float, inflight: int, max_requests: int) -> int:
-    """bench_core's gRPC loader, sending ``bodies`` in turn."""
-    done = 0
-    deadline = time.monotonic() + seconds
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}",
-                                         options=[("grpc.max_send_message_length", 64 << 20)]) as ch:
-        call = ch.unary_unary(bench_core.METHOD["traces"], request_serializer=None, response_deserializer=None)
-
-        async def worker() -> None:
-            nonlocal done
-            while time.monotonic() < deadline and done < max_requests:
-                body = bodies[done % len(bodies)]
-                try:
-                    await call(body, timeout=30)
-                    done += 1
-                except grpc.aio.AioRpcError as e:
-                    if e.code() == grpc.StatusCode.UNAVAILABLE:
-                        await asyncio.sleep(0.05)
-                    else:
-                        raise
-
-        await asyncio.gather(*(worker() for _ in range(inflight)))
-    return done
-
-
 def measure(pid: int, port: int, bodies: list[bytes], seconds: float, inflight: int) -> bench_core.Result:
-    """bench_core.measure with the cycling loader (warm-up, then ``seconds`` of load, 0.3 s to finish)."""
-    asyncio.run(_load_cycle(port, bodies, 0.5, inflight, 200))
-    with bench_core.Sampler(pid) as s:
-        c0, t0 = s.cpu(), time.monotonic()
-        n = asyncio.run(_load_cycle(port, bodies, seconds, inflight, 20_000))
-        time.sleep(0.3)
-        c1, t1 = s.cpu(), time.monotonic()
-    return bench_core.Result(n * SPANS_PER_REQUEST, t1 - t0 - 0.3, c1 - c0, s.peak)
+    """bench_core.measure over gRPC, sending ``bodies`` in turn (warm-up, ``seconds`` of load, 0.3 s to finish)."""
+    return bench_core.measure(pid, "grpc", port, "traces", bodies, seconds, inflight)
 
 
 def per_span_cost(bodies: dict[str, list[bytes]], seconds: float = 2.0) -> list[tuple[str, str, float]]:
@@ -254,18 +203,14 @@ def main() -> None:
         for name in ("baseline", "receive", "span_metrics", "detectors", "both"):
             g, h = bench_core.free_port(), bench_core.free_port()
             if name == "baseline":
-                cmd = [sys.executable, str(ROOT / "bench" / "baseline_server.py"), str(g), str(h)]
+                cmd = bench_core.baseline_command(g, h)
             else:
                 cfg = Path(tmp) / f"{name}.yaml"
                 cfg.write_text(sidecar_config(g, h, name))
-                cmd = [sys.executable, "-m", "agent", "--config", str(cfg)]
-            proc = bench_core.run_server(cmd, g)
-            try:
+                cmd = bench_core.sidecar_command(cfg)
+            with bench_core.running(cmd, g) as proc:
                 for payload, variants in bodies.items():
                     rows.append((name, payload, measure(proc.pid, g, variants, args.seconds, args.inflight)))
-            finally:
-                proc.terminate()
-                proc.wait(30)
     costs = per_span_cost(bodies)
     base = {p: r for n, p, r in rows if n == "baseline"}
     print(f"payloads: standard {len(bodies['standard'][0])} B, traces {len(bodies['traces'][0])} B, "

@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -127,13 +126,7 @@ def sidecar_config(g: int, h: int, name: str, sink_otlp: int, sink_jaeger: int) 
     exp = (f"otlp: {{endpoint: '127.0.0.1:{sink_otlp}', tls: {{insecure: true}}, compression: {compression}}}"
            if exporter == "otlp" else
            f"jaeger: {{endpoint: '127.0.0.1:{sink_jaeger}', tls: {{insecure: true}}}}")
-    return f"""
-receivers:
-  otlp:
-    protocols:
-      grpc: {{endpoint: "127.0.0.1:{g}", max_recv_msg_size_mib: 64}}
-      http: {{endpoint: "127.0.0.1:{h}"}}
-exporters:
+    return bench_core.otlp_receivers(g, h) + f"""exporters:
   {exp}
 service:
   telemetry: {{logs: {{level: warn}}, metrics: {{level: none}}}}
@@ -198,33 +191,23 @@ def main() -> None:
         return
     body = payloads.traces()
     sink_otlp, sink_jaeger, sink_http = (bench_core.free_port() for _ in range(3))
-    sink = subprocess.Popen([sys.executable, __file__, "--sink", str(sink_otlp), str(sink_jaeger), str(sink_http)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    bench_core.pin(sink.pid, 1)
-    bench_core.pin(0, 1)
     rows: list[tuple[str, bench_core.Result]] = []
-    try:
-        bench_core.wait_port(sink_http, sink)
+    sink_cmd = [sys.executable, __file__, "--sink", str(sink_otlp), str(sink_jaeger), str(sink_http)]
+    with bench_core.running(sink_cmd, sink_http, cpu=1):
+        bench_core.pin(0, 1)
         with tempfile.TemporaryDirectory() as tmp:
             for name in ("baseline", "forward", "forward+gzip", "jaeger"):
                 g, h = bench_core.free_port(), bench_core.free_port()
                 drained: tuple[int, str] | None = None
                 if name == "baseline":
-                    cmd = [sys.executable, str(ROOT / "bench" / "baseline_server.py"), str(g), str(h)]
+                    cmd = bench_core.baseline_command(g, h)
                 else:
                     cfg = Path(tmp) / "sidecar.yaml"
                     cfg.write_text(sidecar_config(g, h, name, sink_otlp, sink_jaeger))
-                    cmd = [sys.executable, "-m", "agent", "--config", str(cfg)]
+                    cmd = bench_core.sidecar_command(cfg)
                     drained = (sink_http, "jaeger_spans" if name == "jaeger" else "otlp_spans")
-                proc = bench_core.run_server(cmd, g)
-                try:
+                with bench_core.running(cmd, g) as proc:
                     rows.append((name, measure(proc.pid, g, body, args.seconds, args.inflight, drained)))
-                finally:
-                    proc.terminate()
-                    proc.wait(30)
-    finally:
-        sink.terminate()
-        sink.wait(30)
     conv_rate, jaeger_bytes = convert_only(body)
     base = rows[0][1]
     print(f"payload: {len(body)} B / {SPANS_PER_REQUEST} spans per request (Jaeger form: {jaeger_bytes} B); "

@@ -7,22 +7,15 @@ double) and end-to-end tests (pointed at a real otel-sidecar): only ``otlp_endpo
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
-from types import TracebackType
-
-import httpx
 
 from tests.ports import free_port as _free_port
+from tests.processes import ManagedProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKEND_DIR = ROOT / "deploy" / "example-backend"
 BIN_DIR = Path(sys.executable).parent
-
-
 
 
 def clean_environment() -> dict[str, str]:
@@ -33,7 +26,7 @@ def clean_environment() -> dict[str, str]:
     return env
 
 
-class ExampleBackend:
+class ExampleBackend(ManagedProcess):
     """``opentelemetry-instrument uvicorn auth_api.main:app`` with the sidecar distro and configurator.
 
     Output goes to ``stdout.log``/``stderr.log`` in ``workdir`` (files, not pipes, so a chatty
@@ -48,6 +41,10 @@ class ExampleBackend:
         start_timeout: Seconds to wait for ``/healthz``.
     """
 
+    name = "backend"
+    not_ready = "did not answer /healthz"
+    stop_timeout = 20.0
+
     def __init__(
         self,
         workdir: Path,
@@ -55,12 +52,10 @@ class ExampleBackend:
         extra_env: dict[str, str] | None = None,
         start_timeout: float = 30.0,
     ) -> None:
+        super().__init__(workdir / "stdout.log", workdir / "stderr.log", start_timeout)
         self.workdir = workdir
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.stdout_path = workdir / "stdout.log"
-        self.stderr_path = workdir / "stderr.log"
-        self.start_timeout = start_timeout
         self.env = clean_environment()
         self.env.update(
             {
@@ -79,7 +74,6 @@ class ExampleBackend:
             }
         )
         self.env.update(extra_env or {})
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def command(self) -> list[str]:
@@ -95,43 +89,5 @@ class ExampleBackend:
         ]
 
     def __enter__(self) -> ExampleBackend:
-        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
-            self.process = subprocess.Popen(self.command, cwd=BACKEND_DIR, env=self.env, stdout=out, stderr=err)
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"backend exited with {self.process.returncode}:\n{self.stderr()}")
-            try:
-                if httpx.get(f"{self.base_url}/healthz", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"backend did not answer /healthz within {self.start_timeout}s:\n{self.stderr()}")
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def stop(self, timeout: float = 20.0) -> int | None:
-        """SIGTERM the server and wait (SIGKILL after ``timeout``); return its exit status."""
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        return self.process.returncode
-
-    def stdout(self) -> str:
-        """Everything the server wrote to stdout so far."""
-        return self.stdout_path.read_text(errors="replace") if self.stdout_path.exists() else ""
-
-    def stderr(self) -> str:
-        """Everything the server wrote to stderr so far."""
-        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+        self._spawn(self.command, BACKEND_DIR, self.env, f"{self.base_url}/healthz")
+        return self

@@ -22,6 +22,8 @@ from typing import Any
 import aiohttp
 import httpx
 
+from tests.processes import terminate, wait_until_ok
+
 PROMETHEUS = os.environ.get("PROMETHEUS_BIN", "/usr/bin/prometheus")
 
 #: An instant-vector result: ``(labels, value)`` per series.
@@ -57,7 +59,7 @@ def static_scrape(job: str, target: str, labels: dict[str, str] | None = None,
 
 
 def start(tmp: Path, name: str, port: int, scrape: list[dict[str, Any]], flags: Sequence[str] = (),
-          timeout: float = 30.0) -> PromServer:
+          timeout: float = 30.0, extra_config: dict[str, Any] | None = None) -> PromServer:
     """Start Prometheus ``name`` on ``127.0.0.1:port`` with ``scrape`` configs; return once it is ready.
 
     Args:
@@ -67,9 +69,10 @@ def start(tmp: Path, name: str, port: int, scrape: list[dict[str, Any]], flags: 
         scrape: ``scrape_configs`` entries (every one scraped each second).
         flags: Extra command-line flags (``--enable-feature=native-histograms``...).
         timeout: Seconds to wait for ``/-/ready``.
+        extra_config: More top-level config entries (``rule_files``...).
     """
     cfg = {"global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-           "scrape_configs": scrape}
+           **(extra_config or {}), "scrape_configs": scrape}
     (tmp / f"{name}.yml").write_text(json.dumps(cfg))  # JSON is YAML
     log = tmp / f"{name}.log"
     with log.open("wb") as err:  # the child keeps its own copy of the descriptor
@@ -78,34 +81,18 @@ def start(tmp: Path, name: str, port: int, scrape: list[dict[str, Any]], flags: 
              f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn", *flags],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
     server = PromServer(port, proc, log)
-    deadline = time.monotonic() + timeout
     try:
-        with httpx.Client(timeout=1.0) as client:
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"prometheus {name} exited with {proc.returncode}: {server.log_tail()}")
-                try:
-                    if client.get(f"{server.url}/-/ready").status_code == 200:
-                        return server
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"prometheus {name} not ready within {timeout}s: {server.log_tail()}")
-                time.sleep(0.1)
+        wait_until_ok(proc, f"{server.url}/-/ready", timeout, name=f"prometheus {name}", not_ready="not ready",
+                      details=server.log_tail, sep=": ")
     except BaseException:
         stop(server)
         raise
+    return server
 
 
 def stop(server: PromServer, timeout: float = 15.0) -> None:
     """Terminate Prometheus and wait for it (SIGKILL after ``timeout`` seconds)."""
-    if server.proc.poll() is None:
-        server.proc.terminate()
-        try:
-            server.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            server.proc.kill()
-            server.proc.wait(5)
+    terminate(server.proc, timeout)
 
 
 def _parse(body: dict[str, Any]) -> Result:

@@ -8,19 +8,14 @@ to files (``sidecar.stdout``/``sidecar.stderr`` in the work directory), never to
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
-from types import TracebackType
-
-import httpx
 
 from tests.example_backend import ROOT, clean_environment
+from tests.processes import ManagedProcess
 
 
-class SidecarProcess:
+class SidecarProcess(ManagedProcess):
     """``python -m agent --config <workdir>/sidecar.yaml``; use as a context manager.
 
     Args:
@@ -30,15 +25,16 @@ class SidecarProcess:
         start_timeout: Seconds to wait for the health endpoint.
     """
 
+    name = "otel-sidecar"
+    not_ready = "not healthy"
+    stop_timeout = 30.0
+
     def __init__(self, workdir: Path, config: str, health_url: str, start_timeout: float = 30.0) -> None:
+        super().__init__(workdir / "sidecar.stdout", workdir / "sidecar.stderr", start_timeout)
         self.workdir = workdir
         self.config_path = workdir / "sidecar.yaml"
         self.config = config
         self.health_url = health_url
-        self.start_timeout = start_timeout
-        self.stdout_path = workdir / "sidecar.stdout"
-        self.stderr_path = workdir / "sidecar.stderr"
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def command(self) -> list[str]:
@@ -48,53 +44,5 @@ class SidecarProcess:
         self.config_path.write_text(self.config)
         env = clean_environment()
         env["PYTHONUNBUFFERED"] = "1"
-        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
-            self.process = subprocess.Popen(self.command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                                            stdout=out, stderr=err)
-        deadline = time.monotonic() + self.start_timeout
-        try:
-            with httpx.Client(timeout=1.0) as client:
-                while True:
-                    if self.process.poll() is not None:
-                        raise RuntimeError(f"otel-sidecar exited with {self.process.returncode}:\n{self.stderr()}")
-                    try:
-                        if client.get(self.health_url).status_code == 200:
-                            return self
-                    except httpx.HTTPError:
-                        pass
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"otel-sidecar not healthy within {self.start_timeout}s:\n{self.stderr()}")
-                    time.sleep(0.1)
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def stop(self, timeout: float = 30.0) -> int | None:
-        """SIGTERM the agent and wait (SIGKILL after ``timeout``); return its exit status."""
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        return self.process.returncode
-
-    def stderr(self) -> str:
-        """Everything the agent wrote to stderr so far (its JSON log lines)."""
-        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
-
-    def stdout(self) -> str:
-        """Everything the agent wrote to stdout so far."""
-        return self.stdout_path.read_text(errors="replace") if self.stdout_path.exists() else ""
+        self._spawn(self.command, ROOT, env, self.health_url)
+        return self

@@ -28,22 +28,20 @@ run has, with the substitution used instead and the reason.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import re
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 import yaml
 
 from tests import prom
+from tests.e2e.harness import LoopThread, wait_until
 from tests.example_backend import BACKEND_DIR, ROOT, ExampleBackend
 from tests.loki_double import LokiDouble
 from tests.ops.queries import (
@@ -66,7 +64,6 @@ pytestmark = pytest.mark.e2e
 if not prom.available():  # pragma: no cover - tests/run.sh installs it
     pytest.skip(f"{prom.PROMETHEUS} is not installed (Debian package 'prometheus')", allow_module_level=True)
 
-T = TypeVar("T")
 
 STACK_CONFIG = ROOT / "collector-config" / "examples" / "stack.yaml"
 PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
@@ -94,71 +91,10 @@ class _Sidecar(SidecarProcess):
         return ["/usr/bin/env", *(f"{k}={v}" for k, v in self.extra_env.items()), *super().command]
 
 
-class _LoopThread:
-    """An asyncio loop in a daemon thread for the Loki double, while the test stays synchronous."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="dashboards-e2e", daemon=True)
-
-    def __enter__(self) -> _LoopThread:
-        self.thread.start()
-        return self
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def call(self, fn: Callable[[], T]) -> T:
-        async def wrapper() -> T:
-            return fn()
-
-        return self.run(wrapper())
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self.run(self.loop.shutdown_asyncgens(), timeout=10)
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(10)
-            self.loop.close()
-
-
 def _start_prometheus(tmp: Path, port: int, scrape: list[dict[str, Any]]) -> prom.PromServer:
     """tests/prom.py's server with this test's config: the deployed rule files, exemplar storage."""
-    config = {"global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-              "rule_files": [str(p) for p in RULE_FILES], "scrape_configs": scrape}
-    (tmp / "prometheus.yml").write_text(json.dumps(config))
-    log = tmp / "prometheus.log"
-    with log.open("wb") as err:
-        proc = subprocess.Popen(
-            [prom.PROMETHEUS, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn", "--enable-feature=exemplar-storage"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
-    server = prom.PromServer(port, proc, log)
-    try:
-        _wait(lambda: proc.poll() is None and _ready(server.url), 30, f"prometheus ready ({server.log_tail()})")
-    except BaseException:
-        prom.stop(server)
-        raise
-    return server
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _wait(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        time.sleep(0.2)
+    return prom.start(tmp, "prometheus", port, scrape, flags=["--enable-feature=exemplar-storage"],
+                      extra_config={"rule_files": [str(p) for p in RULE_FILES]})
 
 
 def _scrape_jobs(ports: dict[str, int]) -> list[dict[str, Any]]:
@@ -189,7 +125,7 @@ def _query(server: prom.PromServer, expr: str) -> tuple[str, list[Any], str]:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("dashboards")
     ports = {name: free_port() for name in ("grpc", "http", "prom", "self", "health", "prometheus")}
-    with _LoopThread() as loop, CollectorDouble() as jaeger:
+    with LoopThread(name="dashboards-e2e") as loop, CollectorDouble() as jaeger:
         loki = LokiDouble()
         loop.run(loki.start())
         try:
@@ -244,7 +180,7 @@ def test_prometheus_loads_and_evaluates_every_rule(stack: dict[str, Any]) -> Non
         done = all(r.get("lastEvaluation", "").startswith("20") and r["health"] != "unknown" for r in rules.values())
         return rules if done and set(rules) >= expected else None
 
-    rules = _wait(evaluated, 30, "every rule evaluated")
+    rules = wait_until(evaluated, 30, "every rule evaluated")
     assert {g["file"] for g in _api(server, "rules")["data"]["groups"]} == {str(p) for p in RULE_FILES}
     broken = {name: (r["health"], r.get("lastError")) for name, r in rules.items() if r["health"] != "ok"}
     assert broken == {}
@@ -305,7 +241,7 @@ def test_latency_exemplars_link_to_traces_the_backend_received(stack: dict[str, 
         return {e["labels"]["trace_id"] for series in body["data"] for e in series["exemplars"]
                 if "trace_id" in e["labels"]}
 
-    linked = _wait(lambda: exemplar_trace_ids() & _trace_ids(jaeger), 30,
+    linked = wait_until(lambda: exemplar_trace_ids() & _trace_ids(jaeger), 30,
                    "an exemplar trace_id among the traces Jaeger received")
     assert all(len(t) == 32 for t in linked)
 
@@ -332,7 +268,7 @@ def test_logs_match_the_dashboard_selector_and_carry_trace_ids(stack: dict[str, 
         return ok
 
     for expr in logql:
-        entries = _wait(lambda expr=expr: matching(expr), 30, f"log entries matching {expr}")
+        entries = wait_until(lambda expr=expr: matching(expr), 30, f"log entries matching {expr}")
         traced = [e for e in entries if e.metadata.get("trace_id")]
         assert traced, f"no entry matching {expr} has trace_id structured metadata"
         assert {e.metadata["trace_id"] for e in traced} & _trace_ids(jaeger), \

@@ -30,20 +30,20 @@ import json
 import re
 import signal
 import sys
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 
 from tests import prom
+from tests.e2e.harness import LoopThread, wait_until
 from tests.example_backend import BACKEND_DIR, ExampleBackend
 from tests.loki_double import Entry, LokiDouble
 from tests.ports import free_port
@@ -56,7 +56,6 @@ pytestmark = pytest.mark.e2e
 if not prom.available():  # pragma: no cover - tests/run.sh installs it
     pytest.skip(f"{prom.PROMETHEUS} is not installed (Debian package 'prometheus')", allow_module_level=True)
 
-T = TypeVar("T")
 
 SENTINEL = "E2e-Sentinel-Pa55word!"
 EMAIL = "erin@example.com"
@@ -80,57 +79,6 @@ SQL_LITERAL = re.compile(r"'[^']*'|(?<![\w$.%])-?\d+(?:\.\d+)?\b")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-class LoopThread:
-    """An asyncio event loop in a daemon thread, for the async doubles while the tests stay synchronous."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="e2e-doubles", daemon=True)
-
-    def __enter__(self) -> LoopThread:
-        self.thread.start()
-        return self
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
-        """Run a coroutine in the loop and return its result."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def call(self, fn: Callable[[], T]) -> T:
-        """Call ``fn`` in the loop's thread (where the doubles mutate their state) and return its result."""
-
-        async def wrapper() -> T:
-            return fn()
-
-        return self.run(wrapper())
-
-    def __exit__(self, *exc: object) -> None:
-        async def drain() -> None:
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await self.loop.shutdown_asyncgens()
-
-        try:
-            self.run(drain(), timeout=10)
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(10)
-            self.loop.close()
-
-
-def wait_until(check: Callable[[], T], timeout: float = 20.0, what: str = "condition") -> T:
-    """Poll ``check`` until it returns a truthy value; AssertionError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s")
-        time.sleep(0.1)
 
 
 def load_traffic_module() -> ModuleType:
@@ -410,11 +358,13 @@ def test_sidecar_self_metrics_show_nothing_lost(run: Run) -> None:
     """What the sidecar accepted, it sent; what it sent, the doubles hold; nothing refused or failed."""
     accepted = {}
     for item, exporter in (("spans", "jaeger"), ("log_records", "loki"), ("metric_points", "prometheus")):
-        # The backend is stopped: the counts stop moving once the last export went through.
-        accepted[item] = prom.only(run.eventually(
-            f'sum(otelcol_receiver_accepted_{item}_total{{job="otelcol"}})', lambda r: prom.only(r) > 0))
-        run.eventually(f'sum(otelcol_exporter_sent_{item}_total{{job="otelcol",exporter="{exporter}"}})',
-                       lambda r, n=accepted[item]: prom.only(r) == n)
+        # The backend is stopped: the counts stop moving once the last export went through. Both
+        # counters come from the same scrape, so compare them in one expression (a snapshot of the
+        # accepted count could be taken while the backend's final flush is still arriving).
+        sent = f'sum(otelcol_exporter_sent_{item}_total{{job="otelcol",exporter="{exporter}"}})'
+        got = f'sum(otelcol_receiver_accepted_{item}_total{{job="otelcol"}})'
+        run.eventually(f"{sent} - {got}", lambda r: prom.only(r) == 0)
+        accepted[item] = prom.only(run.eventually(got, lambda r: prom.only(r) > 0))
         for failure in (f"otelcol_exporter_send_failed_{item}_total", f"otelcol_exporter_enqueue_failed_{item}_total",
                         f"otelcol_receiver_refused_{item}_total"):
             assert {v for _, v in run.eventually(f'{failure}{{job="otelcol"}}', lambda r: True)} == {0.0}, failure

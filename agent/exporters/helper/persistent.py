@@ -56,6 +56,7 @@ from typing import Final
 from agent.component import Signal
 from agent.errors import ShutdownError, ThrottleError
 from agent.exporters.helper.config import Sizer
+from agent.exporters.helper.queue import SizedWaitQueue
 from agent.extensions.storage import Record, Recovery, StorageClient
 from agent.pdata import PData, new_for
 
@@ -99,7 +100,7 @@ class _Write:
     done: asyncio.Future[None]
 
 
-class PersistentQueue:
+class PersistentQueue(SizedWaitQueue):
     """A sizer-bounded FIFO on a storage client (see the module docstring).
 
     Args:
@@ -114,21 +115,20 @@ class PersistentQueue:
         on_corrupted: called with the number of damaged records skipped.
     """
 
+    _closed_message = "the persistent sending queue is closed"
+
     def __init__(self, client: StorageClient, signal: Signal, sizer: Sizer, capacity: int, *,
                  read_batch: int = 1, greedy: bool = False, logger: logging.Logger | None = None,
                  on_corrupted: Callable[[int], None] | None = None) -> None:
-        if capacity <= 0:
-            raise ValueError("capacity must be positive")
+        super().__init__(capacity)
         self._client = client
         self._signal = signal
         self._cls = new_for(signal)
         self._sizer: Sizer = sizer
-        self._capacity = capacity
         self._read_batch = max(1, read_batch)
         self._greedy = greedy
         self._log = logger or logging.getLogger("otel_sidecar.persistent_queue")
         self._on_corrupted = on_corrupted
-        self._size = 0
         #: Records written and not yet read back.
         self._unread = 0
         #: Records and items not acknowledged (on disk or in flight).
@@ -145,30 +145,14 @@ class PersistentQueue:
         #: Set while a read may start (see :meth:`_may_read`).
         self._read_gate = asyncio.Event()
         self._read_gate.set()
-        self._getters: deque[asyncio.Future[None]] = deque()
-        self._putters: deque[asyncio.Future[None]] = deque()
         self._writer: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._committer: asyncio.Task[None] | None = None
         self._opened = False
-        self._closed = False
         self._client_closed = False
         self._reported: dict[str, float] = {}
 
     # -- statistics ------------------------------------------------------------------------
-    @property
-    def capacity(self) -> int:
-        return self._capacity
-
-    @property
-    def size(self) -> int:
-        """Capacity in use: records not acknowledged yet (on disk or in flight)."""
-        return self._size
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     @property
     def records(self) -> int:
         """Requests not acknowledged yet."""
@@ -202,11 +186,8 @@ class PersistentQueue:
 
     def close(self) -> None:
         """Stop handing out and accepting data; wake every waiter (see the module docstring)."""
-        self._closed = True
         self._read_gate.set()
-        for fut in (*self._putters, *self._getters):
-            if not fut.done():
-                fut.set_result(None)
+        super().close()
 
     async def aclose(self) -> None:
         """:meth:`close`, finish pending writes, persist the state, close the log. Idempotent.
@@ -259,29 +240,15 @@ class PersistentQueue:
             ValueError: ``size`` is negative or larger than the whole capacity.
         """
         if self._closed or not self._opened:
-            raise ShutdownError("the persistent sending queue is closed" if self._opened else
+            raise ShutdownError(self._closed_message if self._opened else
                                 "the persistent sending queue is not open yet")
-        if size < 0 or size > self._capacity:
-            raise ValueError(f"entry size {size} outside [0, capacity {self._capacity}]")
-        loop = asyncio.get_running_loop()
-        while self._size + size > self._capacity:
+        self._check_size(size)
+        if self._size + size > self._capacity:
             if not block:
                 return False
-            fut: asyncio.Future[None] = loop.create_future()
-            self._putters.append(fut)
-            try:
-                await fut
-            finally:
-                if not fut.done():
-                    fut.cancel()
-                try:
-                    self._putters.remove(fut)
-                except ValueError:
-                    pass
-            if self._closed:
-                raise ShutdownError("the persistent sending queue is closed")
+            await self._wait_for_room(size)
         payload = data.to_bytes()
-        done: asyncio.Future[None] = loop.create_future()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._size += size
         self._writes.append(_Write(payload, data.item_count, size, waiter, done))
         if self._writer is None or self._writer.done():
@@ -331,7 +298,6 @@ class PersistentQueue:
         Returns:
             The entry, or None once the queue is closed.
         """
-        loop = asyncio.get_running_loop()
         while True:
             if self._closed:
                 return None
@@ -346,19 +312,7 @@ class PersistentQueue:
                     self._reader = asyncio.create_task(self._read(want), name="persistent queue reader")
                 await asyncio.shield(self._reader)
                 continue
-            fut: asyncio.Future[None] = loop.create_future()
-            self._getters.append(fut)
-            try:
-                await fut
-            except BaseException:
-                fut.cancel()
-                try:
-                    self._getters.remove(fut)
-                except ValueError:
-                    pass
-                if self._buffer or self._unread:
-                    self._wake(self._getters, 1)  # pass the wake-up on
-                raise
+            await self._wait_for_entry()
 
     async def _read(self, want: int) -> None:
         try:
@@ -440,19 +394,6 @@ class PersistentQueue:
             self._read_gate.clear()
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _wake_putters(self) -> None:
-        for fut in self._putters:
-            if not fut.done():
-                fut.set_result(None)
-
-    @staticmethod
-    def _wake(waiters: deque[asyncio.Future[None]], n: int) -> None:
-        while waiters and n > 0:
-            fut = waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)
-                n -= 1
-
     def _report(self, what: str, msg: str, err: BaseException) -> None:
         now = time.monotonic()
         if now - self._reported.get(what, -math.inf) >= _REPORT_INTERVAL:

@@ -34,7 +34,7 @@ import dataclasses
 import hashlib
 import hmac
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from agent.processors.redaction.config import Config
@@ -187,11 +187,10 @@ class Redactor:
             if hit is _UNCHANGED or hit is _ALLOWED:
                 return s
             new, counts = hit
-            for reason, n in counts:
-                tally[reason] = tally.get(reason, 0) + n
+            _add_counts(tally, counts)
             return str(new)
         if self._allowed_rx and self._allowed_value(s):
-            self._remember(s, _ALLOWED)
+            _memoize(memo, s, _ALLOWED)
             return s
         local: Tally = {}
         out = s
@@ -202,18 +201,11 @@ class Redactor:
         if self._scan_values:
             out = self._scanner.scan(out, local)
         if out == s:
-            self._remember(s, _UNCHANGED)
+            _memoize(memo, s, _UNCHANGED)
             return s
-        self._remember(s, (out, tuple(local.items())))
-        for reason, n in local.items():
-            tally[reason] = tally.get(reason, 0) + n
+        _memoize(memo, s, (out, tuple(local.items())))
+        _add_counts(tally, local.items())
         return out
-
-    def _remember(self, s: str, value: Any) -> None:
-        memo = self._memo
-        if len(memo) >= _MEMO_MAX:
-            memo.clear()
-        memo[s] = value
 
     def _mask_match(self, m: re.Match[str]) -> str:
         return self.mask(m.group(0))
@@ -227,8 +219,7 @@ class Redactor:
             if hit is _UNCHANGED:
                 return s
             new, counts = hit
-            for reason, n in counts:
-                tally[reason] = tally.get(reason, 0) + n
+            _add_counts(tally, counts)
             return str(new)
         if self._allowed_rx and self._allowed_value(s):
             return s
@@ -240,14 +231,11 @@ class Redactor:
         else:
             out = self._scanner.sanitize_url(s, local, query_only=action == _URL_QUERY)
         out = self.text(out, local)
-        if len(special) >= _MEMO_MAX:
-            special.clear()
         if out == s:
-            special[key] = _UNCHANGED
+            _memoize(special, key, _UNCHANGED)
             return s
-        special[key] = (out, tuple(local.items()))
-        for reason, n in local.items():
-            tally[reason] = tally.get(reason, 0) + n
+        _memoize(special, key, (out, tuple(local.items())))
+        _add_counts(tally, local.items())
         return out
 
     def _mask_any(self, v: Any) -> bool:
@@ -479,6 +467,19 @@ class Redactor:
             _add_count(attrs, f"{prefix}{kind}.count", len(keys))
         if summary.ignored:
             _add_count(attrs, f"{prefix}ignored.count", summary.ignored)
+
+
+def _memoize(memo: dict[Any, Any], key: Any, value: Any) -> None:
+    """Remember ``value`` for ``key``; a full memo (``_MEMO_MAX`` entries) is emptied first."""
+    if len(memo) >= _MEMO_MAX:
+        memo.clear()
+    memo[key] = value
+
+
+def _add_counts(tally: Tally, counts: Iterable[tuple[str, int]]) -> None:
+    """Add ``(reason, count)`` pairs to ``tally``."""
+    for reason, n in counts:
+        tally[reason] = tally.get(reason, 0) + n
 
 
 def _star(_: str) -> str:

@@ -24,6 +24,15 @@ receivers: {otlp: {protocols: {grpc: null}}}
 exporters: {debug: {}}
 service: {pipelines: {traces: {receivers: [otlp], exporters: [debug]}}}
 """
+#: A traces pipeline exporting to the ``forward`` connector (append pipelines that receive from it).
+FORWARD_FROM_TRACES = """
+receivers: {otlp: {protocols: {grpc: null}}}
+exporters: {debug: {}}
+connectors: {forward: {}}
+service:
+  pipelines:
+    traces: {receivers: [otlp], exporters: [forward]}
+"""
 
 
 def test_minimal_config() -> None:
@@ -109,14 +118,7 @@ def test_service_extensions_must_be_configured() -> None:
 
 
 def test_connectors_must_be_used_on_both_sides_and_acyclic() -> None:
-    text = "\n".join(_build_errors("""
-receivers: {otlp: {protocols: {grpc: null}}}
-exporters: {debug: {}}
-connectors: {forward: {}}
-service:
-  pipelines:
-    traces: {receivers: [otlp], exporters: [forward]}
-"""))
+    text = "\n".join(_build_errors(FORWARD_FROM_TRACES))
     assert "connectors.forward: a connector must be used as an exporter in one pipeline and as a receiver in another" in text
 
     from agent.errors import ConfigError
@@ -137,15 +139,7 @@ service:
 
 
 def test_signal_mismatch_for_connector() -> None:
-    text = "\n".join(_build_errors("""
-receivers: {otlp: {protocols: {grpc: null}}}
-exporters: {debug: {}}
-connectors: {forward: {}}
-service:
-  pipelines:
-    traces: {receivers: [otlp], exporters: [forward]}
-    logs: {receivers: [forward], exporters: [debug]}
-"""))
+    text = "\n".join(_build_errors(FORWARD_FROM_TRACES + "    logs: {receivers: [forward], exporters: [debug]}\n"))
     assert "connectors.forward: connector does not connect traces->logs" in text
 
 
