@@ -28,6 +28,7 @@ waiting to be taken), ``closed``.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 from collections import deque
 from typing import Generic, TypeVar
@@ -39,7 +40,7 @@ __all__ = ["BoundedQueue", "SizedWaitQueue"]
 T = TypeVar("T")
 
 
-class SizedWaitQueue:
+class SizedWaitQueue(abc.ABC):
     """What the sizer-bounded queues share: capacity accounting and waiting producers and consumers.
 
     ``size`` is the capacity in use, in the sizer's unit; subclasses add to it when
@@ -64,8 +65,9 @@ class SizedWaitQueue:
         self._putters: deque[asyncio.Future[None]] = deque()
         self._closed = False
 
-    def __len__(self) -> int:  # pragma: no cover - every subclass overrides it
-        raise NotImplementedError
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        """Number of entries held."""
 
     # -- statistics ------------------------------------------------------------------
     @property
