@@ -4,8 +4,12 @@ Role: turn a :class:`~.accumulator.Snapshot` into text, fast. Label blocks
 are formatted and escaped once per series (``Series.lb``) when the series is
 created; a render only formats values. Per family and bucket layout, one
 ``%`` template renders all lines of a histogram or summary series in a single
-call. :func:`render_chunks` yields the text in pieces so a large exposition is
-streamed (and gzipped) without ever being held whole.
+call; the template holds only the numbers' slots and short constants, and the
+label block is spliced into the bucket lines by one ``str.replace`` (see
+"templates" below: %-formatting costs about a nanosecond per template
+character, so a long template dominated the render). :func:`render_chunks`
+yields the text in pieces so a large exposition is streamed (and gzipped)
+without ever being held whole.
 Figures: ``bench/bench_prometheus.py``.
 
 Formats (``shared/docs/protocols.md`` 2.6):
@@ -163,11 +167,22 @@ def _seconds(ns: int) -> str:
 
 
 # -- templates --------------------------------------------------------------------------------
-# A histogram or summary series is rendered with one %-template per (family, layout, flags): the
-# bucket (or quantile) lines take "%s" for the open label block ("{labels," or "{"), "%d"/"%s" for
-# the value, and optionally "%s" for an exemplar and "%s" for a timestamp; the _sum/_count/_created
-# lines take the closed label block ("{labels}" or ""), the value and optionally a timestamp.
-# Arguments are interleaved with chain(zip(repeat(lo), values, ...)) at C speed.
+# A histogram or summary series is rendered with one %-template per (family, layout, flags). The
+# cost of a render is in %-formatting (it scans the template's constant text char by char) and in
+# number formatting, so the templates are kept short and only numbers go through "%":
+#
+# * marker style (no exemplars): each bucket (or quantile) line starts with MARK, which the open
+#   label block prefixed with the sample name ("foo_bucket{labels,") replaces afterwards in one
+#   ``str.replace`` limited to the bucket lines; the _sum/_count/_created lines take the closed label
+#   block ("{labels}" or "") as "%s", the value and optionally a timestamp. Label text never goes
+#   through the replace (it is only inserted after the last marker), so a label value containing
+#   MARK is safe;
+# * interleaved style (OpenMetrics exemplars): the bucket lines take "%s" for the open label block,
+#   the value and "%s" for the exemplar (whose labels may contain anything), optionally a timestamp.
+#   Arguments are interleaved with chain(zip(...)) at C speed.
+
+#: Placeholder for the open label block of a bucket line (never in a metric name or a number).
+MARK = "\x00"
 
 
 def _bucketed_template(sample: str, name: str, extra: str, edges: list[str], *, value: str, exemplars: bool,
@@ -180,13 +195,16 @@ def _bucketed_template(sample: str, name: str, extra: str, edges: list[str], *, 
         extra: ``le`` or ``quantile``.
         edges: formatted bounds or quantiles.
         value: ``%d`` (integer counts) or ``%s`` (pre-formatted floats).
-        exemplars: add an exemplar field to every bucket line.
+        exemplars: interleaved style with an exemplar field on every bucket line; otherwise
+            marker style (see above).
         tail: ``(suffix, value conversion)`` of the lines after the buckets.
         ts: add a timestamp field to every line.
     """
     tsf = "%s" if ts else ""
-    exf = "%s" if exemplars else ""
-    lines = [f'{sample}%s{extra}="{edge}"}} {value}{exf}{tsf}\n' for edge in edges]
+    if exemplars:
+        lines = [f'{sample}%s{extra}="{edge}"}} {value}%s{tsf}\n' for edge in edges]
+    else:
+        lines = [f'{MARK}{extra}="{edge}"}} {value}{tsf}\n' for edge in edges]
     lines.extend(f"{name}{suffix}%s {conv}{tsf}\n" for suffix, conv in tail)
     return "".join(lines)
 
@@ -241,40 +259,53 @@ def _write_histogram(fam: Family, series: list[Series], out: list[str], fmt: For
     exp = fam.ops is EXP_OPS
     bounds_exp = opts.exp_bounds
     ff = format_float
+    append = out.append
+    bucket = fam.name + "_bucket"
+    bucket_open = bucket + "{"
     last: tuple[Any, ...] | None = None
     tmpl = ""
+    n = 0
     for s in series:
         v: HistValue = s.value.classic(bounds_exp) if exp else s.value
         created = om and s.start > 0
         ex_state = s.exemplar if om else None
         total = v.sum
-        has_sum = total is not None
-        flags = (v.bounds, has_sum, created, ex_state is not None)
+        flags = (v.bounds, total is not None, created, ex_state is not None)
         if flags != last:  # consecutive series nearly always share their layout
             last = flags
+            n = len(v.bounds) + 1
             key = ("h", om, ts is not None, *flags)
             tmpl = cache.get(key) or cache.setdefault(key, _histogram_template(fam, le, om, ts is not None, *flags))
         cum = list(accumulate(v.counts))
         cum[-1] = v.count
         lb = s.lb
-        lo = lb[:-1] + "," if lb else "{"
-        if ts is None and ex_state is None and not created and total is not None:  # the common case, flat
-            sum_text = repr(total) if type(total) is float and total - total == 0 else ff(total)
-            out.append(tmpl % (*chain.from_iterable(zip(repeat(lo), cum)), lb, sum_text, lb, v.count))
+        if ts is None and ex_state is None:
+            if total is not None:
+                sum_text = repr(total) if type(total) is float and total - total == 0 else ff(total)
+                if created:
+                    text = tmpl % (*cum, lb, sum_text, lb, v.count, lb, _seconds(s.start))
+                else:  # the common case
+                    text = tmpl % (*cum, lb, sum_text, lb, v.count)
+            elif om:
+                text = tmpl % ((*cum, lb, _seconds(s.start)) if created else tuple(cum))
+            else:
+                text = tmpl % (*cum, lb, v.count)
+            append(text.replace(MARK, f"{bucket}{lb[:-1]}," if lb else bucket_open, n))
             continue
-        n = len(cum)
         tsx = ts(s) if ts else None
-        cols: list[Any] = [repeat(lo, n), cum]
-        if ex_state is not None:
-            cols.append([e.om() if e is not None else "" for e in _fit(ex_state, n)])
-        if tsx is not None:
-            cols.append(repeat(tsx, n))
         tail: list[Any] = [ff(total)] if total is not None else []
-        if has_sum or not om:
+        if total is not None or not om:
             tail.append(v.count)
         if created:
             tail.append(_seconds(s.start))
-        out.append(tmpl % (*chain.from_iterable(zip(*cols, strict=True)), *_tail_args(lb, tail, tsx)))
+        if ex_state is None:  # marker style, with timestamps
+            text = tmpl % (*chain.from_iterable(zip(cum, repeat(tsx))), *_tail_args(lb, tail, tsx))
+            append(text.replace(MARK, f"{bucket}{lb[:-1]}," if lb else bucket_open, n))
+            continue
+        cols: list[Any] = [repeat(_lo(lb), n), cum, [e.om() if e is not None else "" for e in _fit(ex_state, n)]]
+        if tsx is not None:
+            cols.append(repeat(tsx, n))
+        append(tmpl % (*chain.from_iterable(zip(*cols, strict=True)), *_tail_args(lb, tail, tsx)))
 
 
 def _histogram_template(fam: Family, le: Callable[[float], str], om: bool, ts: bool, bounds: tuple[float, ...],
@@ -300,6 +331,8 @@ def _write_summary(fam: Family, series: list[Series], out: list[str], fmt: Forma
     ts = (_ts_om if om else _ts_text) if opts.timestamps else None
     q_text = _le_om if om else _le_text
     cache = fam.cache
+    name = fam.name
+    ff = format_float
     for s in series:
         v = s.value
         created = om and s.start > 0
@@ -308,18 +341,18 @@ def _write_summary(fam: Family, series: list[Series], out: list[str], fmt: Forma
         tmpl = cache.get(key)
         if tmpl is None:
             spec = [("_sum", "%s"), ("_count", "%d")] + ([("_created", "%s")] if created else [])
-            tmpl = cache[key] = _bucketed_template(fam.name, fam.name, "quantile", [q_text(q) for q in qs],
+            tmpl = cache[key] = _bucketed_template(name, name, "quantile", [q_text(q) for q in qs],
                                                    value="%s", exemplars=False, tail=spec, ts=ts is not None)
         lb = s.lb
         tsx = ts(s) if ts else None
-        n = len(qs)
-        cols: list[Any] = [repeat(_lo(lb), n), [format_float(x) for _, x in v.quantiles]]
-        if tsx is not None:
-            cols.append(repeat(tsx, n))
-        tail: list[Any] = [format_float(v.sum), v.count]
+        values = [ff(x) for _, x in v.quantiles]
+        tail: list[Any] = [ff(v.sum), v.count]
         if created:
             tail.append(_seconds(s.start))
-        out.append(tmpl % (*chain.from_iterable(zip(*cols, strict=True)), *_tail_args(lb, tail, tsx)))
+        if tsx is not None:
+            values = list(chain.from_iterable(zip(values, repeat(tsx))))
+        text = tmpl % (*values, *_tail_args(lb, tail, tsx))
+        out.append(text.replace(MARK, f"{name}{lb[:-1]}," if lb else name + "{", len(qs)))
 
 
 _WRITERS: dict[Kind, Writer] = {
@@ -362,7 +395,7 @@ def _targets(targets: list[TargetInfo], out: list[str], om: bool) -> None:
 
 
 #: Series rendered between two yields of :func:`render_chunks`.
-CHUNK_SERIES = 1000
+CHUNK_SERIES = 200
 
 
 def render_chunks(snap: Snapshot, fmt: Format, opts: RenderOptions, chunk: int = CHUNK_SERIES) -> Iterator[str]:

@@ -10,11 +10,13 @@ Concurrency:
   the render reads only the snapshot and immutable values, so ``consume_metrics``
   keeps folding while a large scrape is rendered (see :mod:`.accumulator`).
 * Rendering and gzip run in worker-thread hops of ~256 KiB of output each
-  (``asyncio.to_thread``); between hops the loop writes the block. The loop
-  stays responsive during a long render: the worker gives the GIL back every
-  few milliseconds and zlib releases it while compressing.
-* Memory stays flat: the text is produced in pieces of 1000 series and
-  compressed incrementally (a 100k-histogram scrape is ~200 MB of text).
+  (``asyncio.to_thread``); the next block is rendered while the loop writes
+  the current one. The loop stays responsive during a long render: the worker
+  gives the GIL back every few milliseconds and zlib releases it while
+  compressing.
+* Memory stays flat: the text is produced in pieces of 200 series and
+  compressed incrementally in units of 4 MiB (a 100k-histogram scrape is
+  ~200 MB of text).
 * A body of up to 4 MiB is reused while the accumulator's ``generation`` is
   unchanged (the usual case when Prometheus scrapes more often than
   applications export).
@@ -47,6 +49,9 @@ METRICS_PATH = "/metrics"
 CACHE_MAX_BYTES = 4 << 20
 #: A streamed response is written in blocks of about this many (compressed) bytes.
 BLOCK_BYTES = 256 << 10
+#: With gzip, text is handed to the compression thread in units of about this many bytes (at most
+#: two units are in flight).
+GZIP_UNIT_BYTES = 4 << 20
 
 
 class Producer:
@@ -69,9 +74,15 @@ class Producer:
         self._z = zlib.compressobj(1, zlib.DEFLATED, 31) if gzip else None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="metrics-gzip") if gzip else None
         self._pending: deque[Future[bytes]] = deque()
+        self._unit: list[bytes] = []
+        self._unit_size = 0
         self._done = False
         self.kept: list[bytes] | None = []
         self._kept_size = 0
+
+    def _last(self, data: bytes) -> bytes:
+        assert self._z is not None
+        return self._z.compress(data) + self._z.flush()
 
     def next_block(self) -> bytes | None:
         """The next block of the body, or None at the end (runs in a worker thread)."""
@@ -79,13 +90,14 @@ class Producer:
             return None
         parts: list[bytes] = []
         size = 0
-        z, pool, pending = self._z, self._pool, self._pending
+        z, pool, pending, unit = self._z, self._pool, self._pending, self._unit
         while size < BLOCK_BYTES:
             chunk = next(self._chunks, None)
             if chunk is None:
                 self._done = True
                 if z is not None and pool is not None:
-                    pending.append(pool.submit(z.flush))
+                    pending.append(pool.submit(self._last, b"".join(unit)))
+                    unit.clear()
                     parts.extend(f.result() for f in pending)
                     pending.clear()
                 break
@@ -93,8 +105,19 @@ class Producer:
                 parts.append(chunk)
                 size += len(chunk)
                 continue
-            pending.append(pool.submit(z.compress, chunk))  # one thread: compressions stay in order
-            while pending and (pending[0].done() or len(pending) > 2):
+            # Compress in large units: every call costs the compression thread a few GIL hand-offs
+            # (start, end, each growth of zlib's output buffer), each up to the switch interval
+            # (5 ms) while this thread renders; with one call per 2 MB piece the two threads
+            # overlapped poorly.
+            unit.append(chunk)
+            self._unit_size += len(chunk)
+            if self._unit_size < GZIP_UNIT_BYTES:
+                continue
+            data = b"".join(unit) if len(unit) > 1 else unit[0]
+            unit.clear()
+            self._unit_size = 0
+            pending.append(pool.submit(z.compress, data))  # one thread: compressions stay in order
+            while pending and (pending[0].done() or len(pending) > 1):
                 out = pending.popleft().result()
                 parts.append(out)
                 size += len(out)
@@ -192,15 +215,22 @@ class MetricsServer:
                 return web.Response(status=500, text=f"render failed: {self._failed(e)}\n")
             resp = web.StreamResponse(headers=headers)
             await resp.prepare(request)
+            nxt: asyncio.Future[bytes | None] | None = None
             try:
                 while block is not None:
+                    # Render the next block while this one is written.
+                    nxt = asyncio.ensure_future(asyncio.to_thread(producer.next_block))
                     await resp.write(block)
-                    block = await asyncio.to_thread(producer.next_block)
+                    block = await nxt
+                    nxt = None
             except Exception as e:
                 # Headers are gone: abort the connection so the scrape fails instead of being cut short.
                 if not isinstance(e, ConnectionError):
                     self._failed(e)
                 raise
+            finally:
+                if nxt is not None and not nxt.cancel() and not nxt.cancelled():
+                    nxt.exception()  # retrieved: nobody waits for it any more
             await resp.write_eof()
         finally:
             producer.close()
