@@ -46,8 +46,9 @@ import base64
 import binascii
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final
+
+from agent.processors.redaction.config import PresetsConfig
 
 __all__ = [
     "DB_STATEMENT_KEYS",
@@ -172,20 +173,6 @@ def sanitize_sql(statement: str) -> str:
     return _SQL_LITERALS.sub("?", statement)
 
 
-@dataclass(frozen=True, slots=True)
-class Enabled:
-    """Which presets run (mirror of the config's ``presets`` block)."""
-
-    passwords: bool = True
-    bearer_tokens: bool = True
-    jwt: bool = True
-    api_keys: bool = True
-    credit_cards: bool = True
-    emails: bool = True
-    sql_literals: bool = True
-    url_credentials: bool = True
-
-
 Tally = dict[str, int]
 MaskFn = Callable[[str], str]
 
@@ -194,27 +181,25 @@ class ValueScanner:
     """Applies the enabled value presets to strings.
 
     Args:
-        enabled: the presets that run.
+        presets: the ``presets`` config block; a preset runs when ``presets.on(name)``.
         mask: turns a detected secret into its replacement (``****`` or a hash).
     """
 
-    __slots__ = ("_bearer", "_cards", "_emails", "_jwt", "_keys", "_mask", "_secret_text", "enabled")
+    __slots__ = ("_bearer", "_cards", "_emails", "_jwt", "_keys", "_mask", "_secret_text")
 
-    def __init__(self, enabled: Enabled, mask: MaskFn) -> None:
-        self.enabled = enabled
+    def __init__(self, presets: PresetsConfig, mask: MaskFn) -> None:
         self._mask = mask
-        self._secret_text = enabled.passwords
-        self._bearer = enabled.bearer_tokens
-        self._jwt = enabled.jwt
-        self._keys = enabled.api_keys
-        self._cards = enabled.credit_cards
-        self._emails = enabled.emails
+        self._secret_text = presets.on("passwords")
+        self._bearer = presets.on("bearer_tokens")
+        self._jwt = presets.on("jwt")
+        self._keys = presets.on("api_keys")
+        self._cards = presets.on("credit_cards")
+        self._emails = presets.on("emails")
 
     @property
     def active(self) -> bool:
         """True when at least one value preset runs."""
-        e = self.enabled
-        return e.passwords or e.bearer_tokens or e.jwt or e.api_keys or e.credit_cards or e.emails
+        return self._secret_text or self._bearer or self._jwt or self._keys or self._cards or self._emails
 
     def scan(self, s: str, tally: Tally) -> str:
         """``s`` with every detected secret replaced; ``tally[reason]`` counts the replacements."""

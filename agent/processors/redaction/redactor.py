@@ -30,7 +30,6 @@ dictionary lookup; a clean new string costs the presets' substring guards.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import hmac
 import re
@@ -41,7 +40,6 @@ from agent.processors.redaction.config import Config
 from agent.processors.redaction.presets import (
     DB_STATEMENT_KEYS,
     URL_KEYS,
-    Enabled,
     Tally,
     ValueScanner,
     is_secret_key,
@@ -122,17 +120,16 @@ class Redactor:
         hasher = _hasher(config.hash_function, config.hmac_key.encode())
         self.mask: Callable[[str], str] = hasher if hasher is not None else _star
         presets = config.presets
-        enabled = Enabled(**{f.name: presets.on(f.name) for f in dataclasses.fields(Enabled)})
-        self._scanner = ValueScanner(enabled, self.mask)
+        self._scanner = ValueScanner(presets, self.mask)
         self._scan_values = self._scanner.active
-        self._secret_keys = enabled.passwords
+        self._secret_keys = presets.on("passwords")
         self._extra_secret = frozenset(w.lower() for w in presets.extra_secret_keys)
-        sql_keys: set[str] = set(DB_STATEMENT_KEYS) if enabled.sql_literals else set()
+        sql_keys: set[str] = set(DB_STATEMENT_KEYS) if presets.on("sql_literals") else set()
         if config.db_sanitizer.sql.enabled:
             sql_keys.update(config.db_sanitizer.sql.attributes)
         self._sql_keys = frozenset(sql_keys)
-        self._url_keys = URL_KEYS if enabled.url_credentials else frozenset()
-        self._cards = enabled.credit_cards
+        self._url_keys = URL_KEYS if presets.on("url_credentials") else frozenset()
+        self._cards = presets.on("credit_cards")
         self._top: dict[str, int] = {}
         self._nested: dict[str, int] = {}
         self._memo: dict[str, Any] = {}

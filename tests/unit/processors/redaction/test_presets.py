@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from agent.processors.redaction.config import PresetsConfig
 from agent.processors.redaction.presets import (
-    Enabled,
     Tally,
     ValueScanner,
     is_secret_key,
@@ -23,7 +23,7 @@ JWT = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI
 
 def scan(text: str, **enabled: bool) -> tuple[str, Tally]:
     tally: Tally = {}
-    return ValueScanner(Enabled(**enabled), lambda _: "****").scan(text, tally), tally
+    return ValueScanner(PresetsConfig(**enabled), lambda _: "****").scan(text, tally), tally
 
 
 @pytest.mark.parametrize("key", [
@@ -105,7 +105,7 @@ def test_each_preset_can_be_turned_off() -> None:
 
 
 def test_card_ints() -> None:
-    s = ValueScanner(Enabled(), lambda _: "****")
+    s = ValueScanner(PresetsConfig(), lambda _: "****")
     assert s.card_int(int(VISA)) and not s.card_int(4111111111111112) and not s.card_int(42)
 
 
@@ -119,7 +119,7 @@ def test_sql_literals() -> None:
 
 
 def test_url_credentials() -> None:
-    s = ValueScanner(Enabled(), lambda _: "****")
+    s = ValueScanner(PresetsConfig(), lambda _: "****")
     tally: Tally = {}
     assert s.sanitize_url("https://bob:pw@host:8443/p?q=1&access_token=abc&X-Amz-Signature=f#frag", tally) == \
         "https://bob:****@host:8443/p?q=1&access_token=****&X-Amz-Signature=****#frag"
